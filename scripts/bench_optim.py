@@ -1,0 +1,108 @@
+"""Median optimizer step time: plain SGD (foreach), SGD in vissl_lite's LARC, and a
+per-parameter Python-loop LARC (the apex algorithm as written), side by side in one process.
+
+    python scripts/bench_optim.py [--steps 50] [--device cpu|cuda]
+
+Prints JSON. Shapes: (a) ResNet-50's parameters, (b) 2,000 tensors of 1,000 elements.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vissl_lite.models.resnet import ResNet  # noqa: E402
+from vissl_lite.optim.larc import LARC  # noqa: E402
+
+
+class LoopLARC:
+    """The apex LARC step, one parameter at a time (the reference)."""
+
+    def __init__(self, optimizer, trust_coefficient=1e-3, clip=False, eps=1e-8):
+        self.optim, self.tc, self.clip, self.eps = optimizer, trust_coefficient, clip, eps
+
+    @torch.no_grad()
+    def step(self):
+        wds = []
+        for group in self.optim.param_groups:
+            wd = group["weight_decay"]
+            wds.append(wd)
+            group["weight_decay"] = 0
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                p_norm, g_norm = torch.norm(p), torch.norm(p.grad)
+                if p_norm != 0 and g_norm != 0:
+                    adaptive = self.tc * p_norm / (g_norm + p_norm * wd + self.eps)
+                    if self.clip:
+                        adaptive = min(adaptive / group["lr"], 1)
+                    p.grad.add_(p, alpha=wd)
+                    p.grad.mul_(adaptive)
+        self.optim.step()
+        for group, wd in zip(self.optim.param_groups, wds):
+            group["weight_decay"] = wd
+
+
+def make_params(shapes, device):
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=gen).to(device).requires_grad_() for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen).to(device) * 1e-2
+    return params
+
+
+def sgd(params):
+    return torch.optim.SGD([{"params": params}], lr=0.1, momentum=0.9, weight_decay=1e-4, foreach=True)
+
+
+def time_steps(make_opt, shapes, device, steps):
+    params = make_params(shapes, device)
+    grads = [p.grad.clone() for p in params]
+    opt = make_opt(params)
+    times = []
+    for i in range(steps + 5):
+        for p, g in zip(params, grads):  # LARC rescales grads in place: restore them each step
+            p.grad.copy_(g)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 5:  # warm-up
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    cases = {
+        "resnet50": [tuple(p.shape) for p in ResNet(50).parameters()],
+        "2000x1000": [(1000,)] * 2000,
+    }
+    report = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(), "steps": args.steps}
+    for case, shapes in cases.items():
+        sgd_s = time_steps(sgd, shapes, args.device, args.steps)
+        larc_s = time_steps(lambda ps: LARC(sgd(ps)), shapes, args.device, args.steps)
+        loop_s = time_steps(lambda ps: LoopLARC(sgd(ps)), shapes, args.device, args.steps)
+        report[case] = {
+            "tensors": len(shapes),
+            "sgd_ms": round(sgd_s * 1e3, 3),
+            "larc_ms": round(larc_s * 1e3, 3),
+            "loop_larc_ms": round(loop_s * 1e3, 3),
+            "larc_over_sgd": round(larc_s / sgd_s, 3),
+            "loop_over_larc": round(loop_s / larc_s, 3),
+        }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="vissl_lite",
+    version="0.1.0",
+    description="A YAML-configured self-supervised trainer in the VISSL style",
+    packages=find_packages(include=["vissl_lite", "vissl_lite.*"]),
+    python_requires=">=3.10",
+    # A range for installing elsewhere; requirements.txt pins the CPU wheel used here.
+    install_requires=["torch>=2.3", "hydra-core>=1.3.2,<1.4", "omegaconf>=2.3,<2.4", "numpy>=1.26",
+                      "scikit-learn>=1.3", "pillow>=10", "tqdm>=4.66", "matplotlib>=3.8", "tensorboard>=2.15"],
+    entry_points={"console_scripts": ["vissl-lite=vissl_lite.cli:main"]},
+)

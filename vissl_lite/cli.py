@@ -1,0 +1,45 @@
+"""The command line: Hydra composes, we validate and infer, then the chosen engine runs.
+
+`python run.py ...` and the `vissl-lite` console script both land in `main`.
+"""
+
+import contextlib
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from .config.errors import ConfigError
+from .config.load import CONF_DIR, resolve
+from .config.overrides import check_override_keys
+
+
+@contextlib.contextmanager
+def config_errors_reported():
+    """A bad config ends the run with a one-line message and exit status 2, no traceback
+    (HYDRA_FULL_ERROR=1 shows it)."""
+    try:
+        yield
+    except ConfigError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"vissl_lite: config error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="defaults")
+def _run(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from .engine import run_engine
+
+    with config_errors_reported():
+        cfg, inferred = resolve(cfg)
+        run_engine(cfg, inferred, HydraConfig.get().runtime.output_dir)
+
+
+def main() -> None:
+    with config_errors_reported():
+        check_override_keys(sys.argv[1:])
+    _run()

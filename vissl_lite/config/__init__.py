@@ -1,0 +1,8 @@
+"""Configuration: the typed schema, validation, inference, and Hydra composition.
+
+Import the submodules (`vissl_lite.config.load`, `.schema`, ...) directly.
+"""
+
+from .errors import ConfigError
+
+__all__ = ["ConfigError"]

@@ -1,0 +1,79 @@
+"""The one inference step after validation: world size, global batch, auto LR scaling, and the
+head LR / weight decay defaults. Its result is what gets saved as the resolved config."""
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..optim.auto_scaling import ScalingReport, auto_scale_schedule
+from ..optim.group_scheduler import SCHEDULE_KEYS
+from ..optim.param_scheduler import build_param_scheduler
+from .plain import plain
+
+
+@dataclass
+class Inferred:
+    world_size: int
+    world_size_source: str
+    global_batch_size: int
+    scaling: List[ScalingReport] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "world_size": self.world_size,
+            "world_size_source": self.world_size_source,
+            "global_batch_size": self.global_batch_size,
+            "lr_scaling": [line for report in self.scaling for line in report.lines()],
+            "notes": list(self.notes),
+        }
+
+
+def resolve_world_size(cfg, env: Optional[dict] = None):
+    """(world size, where it came from): torchrun's WORLD_SIZE when launched by it; with
+    engine_name=explain and no launcher, DISTRIBUTED.NUM_NODES x NUM_PROC_PER_NODE (a preview);
+    otherwise 1."""
+    env = os.environ if env is None else env
+    if "WORLD_SIZE" in env:
+        return int(env["WORLD_SIZE"]), "WORLD_SIZE"
+    if cfg.engine_name == "explain":
+        planned = cfg.DISTRIBUTED.NUM_NODES * cfg.DISTRIBUTED.NUM_PROC_PER_NODE
+        return planned, "DISTRIBUTED.NUM_NODES x DISTRIBUTED.NUM_PROC_PER_NODE (preview)"
+    return 1, "single process"
+
+
+def infer_config(cfg: DictConfig, world_size: int, world_size_source: str = "") -> tuple:
+    """Return (resolved config, Inferred). `cfg` is a validated config; it is not modified."""
+    cfg = OmegaConf.create(plain(cfg))
+    opt = cfg.OPTIMIZER
+    global_batch = cfg.DATA.TRAIN.BATCHSIZE_PER_REPLICA * world_size * opt.accumulation_steps
+    inferred = Inferred(world_size, world_size_source, global_batch)
+    planned = cfg.DISTRIBUTED.NUM_NODES * cfg.DISTRIBUTED.NUM_PROC_PER_NODE
+    if planned != world_size:
+        inferred.notes.append(
+            f"DISTRIBUTED.NUM_NODES x NUM_PROC_PER_NODE = {planned} but the world size is {world_size} "
+            f"({world_size_source}); scaling uses {world_size}"
+        )
+
+    head = opt.head_optimizer_params
+    lr_keys = ["lr", "lr_head"] if head.use_different_lr else ["lr"]
+    for key in lr_keys:
+        schedule = plain(opt.param_schedulers[key])
+        if schedule["auto_lr_scaling"]["auto_scale"]:
+            scaled, report = auto_scale_schedule(schedule, f"OPTIMIZER.param_schedulers.{key}", global_batch)
+            opt.param_schedulers[key] = scaled
+            inferred.scaling.append(report)
+    if not head.use_different_lr:
+        opt.param_schedulers.lr_head = opt.param_schedulers.lr
+    if not head.use_different_wd:
+        head.weight_decay = opt.weight_decay
+        opt.param_schedulers.weight_decay_head = opt.param_schedulers.weight_decay
+
+    # Build every schedule once so a bad one stops the run here, before any work.
+    for key in SCHEDULE_KEYS:
+        schedule = plain(opt.param_schedulers[key])
+        if schedule.get("name") is not None:
+            build_param_scheduler({**schedule, "num_epochs": opt.num_epochs}, f"OPTIMIZER.param_schedulers.{key}")
+    return cfg, inferred

@@ -1,0 +1,28 @@
+"""From a composed DictConfig (or overrides) to the validated, inferred config."""
+
+from pathlib import Path
+from typing import Sequence, Tuple
+
+from omegaconf import DictConfig
+
+from .infer import Inferred, infer_config, resolve_world_size
+from .validate import validate_config
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def resolve(cfg: DictConfig) -> Tuple[DictConfig, Inferred]:
+    """validate -> infer: the config every builder and engine works from."""
+    cfg = validate_config(cfg)
+    world_size, source = resolve_world_size(cfg)
+    return infer_config(cfg, world_size, source)
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose conf/defaults.yaml with command-line style overrides, as run.py does (for
+    scripts, notebooks and tests; no run directory is created)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return hydra_compose(config_name="defaults", overrides=list(overrides))

@@ -1,0 +1,147 @@
+"""Check a composed config against the schema, naming the full key path of every problem.
+
+OmegaConf's own structured merge loses the key path inside lists (a composite schedule's
+children), so one small walker does the type and range checks and the merge comes after.
+"""
+
+import dataclasses
+import difflib
+import operator
+import typing
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError
+from .schema import VisslLiteConfig
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_BOUNDS = {"ge": (">=", operator.ge), "gt": (">", operator.gt), "le": ("<=", operator.le), "lt": ("<", operator.lt)}
+
+
+def validate_config(cfg) -> DictConfig:
+    """Return the typed config (schema defaults filled in) or raise ConfigError."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    checked = _check(VisslLiteConfig, data, "", {})
+    _check_registries(checked)
+    return OmegaConf.merge(OmegaConf.structured(VisslLiteConfig), checked)
+
+
+def check_key_path(path: str) -> None:
+    """Raise ConfigError if `path` (dotted, as on the command line) names no schema key."""
+    tp: Any = VisslLiteConfig
+    done = []
+    for part in path.split("."):
+        tp = _strip_optional(tp)
+        origin = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            if part not in hints:
+                raise _unknown_key(".".join(done), part, list(hints), None)
+            tp = hints[part]
+        elif origin is list and part.isdigit():
+            tp = typing.get_args(tp)[0]
+        else:  # inside a free-form Dict or Any: anything goes
+            return
+        done.append(part)
+
+
+def _strip_optional(tp):
+    if typing.get_origin(tp) is typing.Union:
+        return next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _unknown_key(path: str, key: str, allowed: list, value) -> ConfigError:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"unknown key; did you mean {_join(path, close[0])}?" if close else "unknown key"
+    where = f"keys under {path}" if path else "top-level keys"
+    return ConfigError(_join(path, key), value, f"{where}: {', '.join(allowed)}", hint)
+
+
+def _check(tp, value, path: str, meta: dict):
+    tp_inner = _strip_optional(tp)
+    if value is None:
+        if tp_inner is tp and tp is not Any:
+            raise ConfigError(path, value, _describe(tp, meta))
+        return None
+    tp = tp_inner
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(path, value, f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(tp))}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        out = {}
+        for key, sub in value.items():
+            if key not in fields:
+                raise _unknown_key(path, str(key), list(fields), sub)
+            out[key] = _check(hints[key], sub, _join(path, key), dict(fields[key].metadata))
+        return out
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, value, "a list" + _element_words(tp, meta))
+        (elem,) = typing.get_args(tp)
+        return [_check(elem, v, f"{path}[{i}]", meta) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, value, "a mapping")
+        _, elem = typing.get_args(tp)
+        return {k: _check(elem, v, _join(path, k), meta) for k, v in value.items()}
+    return _check_scalar(tp, value, path, meta)
+
+
+def _check_scalar(tp, value, path: str, meta: dict):
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise ConfigError(path, value, _describe(tp, meta))
+    value = float(value) if tp is float else value
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(path, value, _describe(tp, meta))
+    if any(not holds(value, meta[k]) for k, (_, holds) in _BOUNDS.items() if k in meta):
+        raise ConfigError(path, value, _describe(tp, meta))
+    return value
+
+
+def _describe(tp, meta: dict) -> str:
+    if "choices" in meta:
+        return "one of " + ", ".join(str(c) for c in meta["choices"])
+    words = _TYPE_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+    limits = [f"{op} {meta[k]}" for k, (op, _) in _BOUNDS.items() if k in meta]
+    return words + (" " + " and ".join(limits) if limits else "")
+
+
+def _element_words(tp, meta: dict) -> str:
+    (elem,) = typing.get_args(tp)
+    elem = _strip_optional(elem)
+    if elem in _TYPE_WORDS:
+        return f" of {_describe(elem, meta)}"
+    return ""
+
+
+def _check_registries(cfg: dict) -> None:
+    """Names that users can extend from their own code are checked against the live registry."""
+    from ..losses import LOSSES
+    from ..models.heads import check_head_entry
+    from ..optim.optimizers import OPTIMIZERS
+
+    name = cfg.get("OPTIMIZER", {}).get("name")
+    if name is not None and name not in OPTIMIZERS:
+        raise ConfigError("OPTIMIZER.name", name, "one of " + ", ".join(sorted(OPTIMIZERS)))
+    loss = cfg.get("LOSS", {}).get("name")
+    if loss is not None and loss not in LOSSES:
+        raise ConfigError("LOSS.name", loss, "one of " + ", ".join(sorted(LOSSES)))
+    for i, entry in enumerate(cfg.get("MODEL", {}).get("HEAD", {}).get("PARAMS") or []):
+        check_head_entry(entry, f"MODEL.HEAD.PARAMS[{i}]")

@@ -1,0 +1,148 @@
+"""SimCLR-style augmentation, batched on the training device (one kernel per op for the whole
+batch, every image with its own random parameters).
+
+Random resized crop and flip are one affine `grid_sample`; colour jitter follows SimCLR
+(brightness, contrast, saturation 0.8s and hue 0.2s in random order per batch); hue rotates
+the chroma plane in YIQ space, a close, cheap stand-in for torchvision's HSV hue shift.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+_GRAY = (0.299, 0.587, 0.114)
+
+
+class SSLAugment:
+    """images float [B, C, H, W] in [0, 1] -> normalised views [B, C, S, S] (call twice for two views)."""
+
+    def __init__(self, transforms_cfg, channels: int):
+        t = transforms_cfg
+        self.size, self.scale = t.CROP_SIZE, tuple(t.CROP_SCALE)
+        self.hflip_p, self.strength = t.HFLIP_P, t.COLOR_DISTORTION_STRENGTH
+        self.jitter_p, self.gray_p = t.COLOR_JITTER_P, t.GRAYSCALE_P
+        self.blur_p, self.blur_sigma, self.solarize_p = t.BLUR_P, tuple(t.BLUR_SIGMA), t.SOLARIZE_P
+        self.channels = channels
+        self.mean = _per_channel(t.MEAN, channels, "MEAN")
+        self.std = _per_channel(t.STD, channels, "STD")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator = None) -> torch.Tensor:
+        x = self.crop_and_flip(images, generator)
+        if self.strength > 0 and self.jitter_p > 0:
+            x = self.color_jitter(x, generator)
+        if self.channels == 3 and self.gray_p > 0:
+            x = _apply(x, self._rand(x, generator) < self.gray_p, _grayscale(x).expand_as(x))
+        if self.blur_p > 0:
+            x = self.gaussian_blur(x, generator)
+        if self.solarize_p > 0:
+            x = _apply(x, self._rand(x, generator) < self.solarize_p, torch.where(x >= 0.5, 1 - x, x))
+        return normalize(x, self.mean, self.std)
+
+    @staticmethod
+    def _rand(x, generator, *shape):
+        return torch.rand(x.shape[0], *shape, device=x.device, generator=generator)
+
+    def crop_and_flip(self, images, generator):
+        b = images.shape[0]
+        # RandomResizedCrop: area fraction in `scale`, log-uniform aspect ratio in [3/4, 4/3].
+        area = torch.empty(b, device=images.device).uniform_(*self.scale, generator=generator)
+        log_ratio = torch.empty(b, device=images.device).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)
+        ratio = torch.exp(log_ratio)
+        w = torch.sqrt(area * ratio).clamp(max=1.0)  # as fractions of the image side
+        h = torch.sqrt(area / ratio).clamp(max=1.0)
+        cx = (torch.rand(b, device=images.device, generator=generator) * 2 - 1) * (1 - w)
+        cy = (torch.rand(b, device=images.device, generator=generator) * 2 - 1) * (1 - h)
+        flip = torch.where(self._rand(images, generator) < self.hflip_p, -1.0, 1.0)
+        theta = torch.zeros(b, 2, 3, device=images.device)
+        theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
+        theta[:, 1, 1], theta[:, 1, 2] = h, cy
+        grid = F.affine_grid(theta, (b, images.shape[1], self.size, self.size), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def color_jitter(self, x, generator):
+        s = self.strength
+        apply = self._rand(x, generator) < self.jitter_p
+        out = x
+        for op in torch.randperm(4, device=x.device, generator=generator).tolist():
+            if op == 0:  # brightness: x * U[1 - 0.8s, 1 + 0.8s]
+                f = self._factor(x, 0.8 * s, generator)
+                out = out * f
+            elif op == 1:  # contrast: blend with the image's mean gray level
+                f = self._factor(x, 0.8 * s, generator)
+                mean = _grayscale(out).mean(dim=(1, 2, 3), keepdim=True)
+                out = (out - mean) * f + mean
+            elif op == 2 and self.channels == 3:  # saturation: blend with grayscale
+                f = self._factor(x, 0.8 * s, generator)
+                gray = _grayscale(out)
+                out = (out - gray) * f + gray
+            elif op == 3 and self.channels == 3:  # hue: rotate chroma by U[-0.2s, 0.2s] turns
+                angle = (self._rand(x, generator) * 2 - 1) * min(0.2 * s, 0.5) * 2 * math.pi
+                out = _rotate_hue(out, angle)
+            out = out.clamp(0, 1)
+        return _apply(x, apply, out)
+
+    def _factor(self, x, spread, generator):
+        low = max(0.0, 1 - spread)
+        return (low + self._rand(x, generator) * (1 + spread - low)).view(-1, 1, 1, 1)
+
+    def gaussian_blur(self, x, generator):
+        b, c, h, w = x.shape
+        apply = self._rand(x, generator) < self.blur_p
+        # sigma is given for 224-pixel crops (SimCLR's 10% kernel); scale it with the crop size.
+        lo, hi = self.blur_sigma
+        sigma = (lo + self._rand(x, generator) * (hi - lo)) * (self.size / 224)
+        radius = max(1, int(math.ceil(3 * hi * self.size / 224)))
+        radius = max(1, min(radius, min(h, w) - 1))  # reflect padding needs radius < side
+        offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+        kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None] ** 2))
+        kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [b*c, k], separable
+        flat = x.reshape(1, b * c, h, w)
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=b * c)
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), kernel[:, None, :, None], groups=b * c)
+        return _apply(x, apply, flat.reshape(b, c, h, w))
+
+
+def _per_channel(values, channels, name):
+    values = list(values)
+    if len(values) not in (1, channels):
+        from ..config.errors import ConfigError
+
+        raise ConfigError(f"DATA.TRAIN.TRANSFORMS.{name}", values, f"1 or {channels} numbers (one per channel)")
+    return torch.tensor(values * (channels // len(values))).view(1, channels, 1, 1)
+
+
+def _apply(x, mask, transformed):
+    return torch.where(mask.view(-1, 1, 1, 1), transformed, x)
+
+
+def _grayscale(x):
+    if x.shape[1] == 1:
+        return x
+    weights = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
+
+
+def _rotate_hue(x, angle):
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          device=x.device, dtype=x.dtype)
+    yiq = torch.einsum("ij,bjhw->bihw", to_yiq, x)
+    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
+    i, q = yiq[:, 1], yiq[:, 2]
+    yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(to_yiq), yiq)
+
+
+def normalize(x, mean, std):
+    return (x - mean.to(x.device, x.dtype)) / std.to(x.device, x.dtype)
+
+
+def center_view(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+    """The evaluation view: center crop to `size` (resize when smaller), normalised."""
+    h, w = images.shape[-2:]
+    if min(h, w) < size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    else:
+        top, left = (h - size) // 2, (w - size) // 2
+        images = images[..., top: top + size, left: left + size]
+    return normalize(images, mean, std)

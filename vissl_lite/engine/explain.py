@@ -1,0 +1,166 @@
+"""engine_name=explain: build the model and optimizer, read no data, and show the parameter
+groups, the LR scaling and every schedule over the whole run.
+
+Writes <run dir>/explain.json and <run dir>/schedule.png. Schedules are evaluated for all steps
+at once (numpy), so a 5-million-step run takes seconds.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..config.infer import Inferred
+from ..data.build import count_samples, micro_batches_per_epoch
+from ..models import build_model
+from ..optim import build_optimizer
+from ..optim.group_scheduler import GroupScheduler
+
+log = logging.getLogger(__name__)
+
+PERCENTS = (0, 25, 50, 75, 100)
+
+
+def steps_per_epoch(cfg, world_size: int) -> int:
+    """Optimizer steps per epoch: this rank's micro-batches // accumulation steps."""
+    train = cfg.DATA.TRAIN
+    micro = micro_batches_per_epoch(count_samples(train, "TRAIN"), world_size, train.BATCHSIZE_PER_REPLICA,
+                                    train.DROP_LAST, "DATA.TRAIN.BATCHSIZE_PER_REPLICA")
+    steps = micro // cfg.OPTIMIZER.accumulation_steps
+    if steps == 0:
+        from ..config.errors import ConfigError
+
+        raise ConfigError("OPTIMIZER.accumulation_steps", cfg.OPTIMIZER.accumulation_steps,
+                          f"at most {micro}, the micro-batches per epoch")
+    return steps
+
+
+def explain(cfg, inferred: Inferred, run_dir: str) -> dict:
+    model = build_model(cfg.MODEL)
+    optimizer = build_optimizer(cfg.OPTIMIZER, model, cfg.MODEL.NON_TRAINABLE_PARAMS)
+    per_epoch = steps_per_epoch(cfg, inferred.world_size)
+    scheduler = GroupScheduler(cfg.OPTIMIZER, per_epoch)
+    steps = np.arange(scheduler.total_steps)
+    used = {g["lr_schedule"] for g in optimizer.param_groups}
+    used |= {g["wd_schedule"] for g in optimizer.param_groups if g["regularized"]} | {"momentum"}
+    series = {key: scheduler.schedule_values(key, steps) for key in scheduler.schedules if key in used}
+
+    groups = []
+    for group in optimizer.param_groups:
+        values = scheduler.group_values(group, steps)
+        lr = values["lr"]
+        wd = values["weight_decay"] if values["weight_decay"] is not None else np.full(len(steps), group["weight_decay"])
+        groups.append({
+            "name": group["name"],
+            "num_tensors": len(group["params"]),
+            "num_parameters": int(sum(p.numel() for p in group["params"])),
+            "param_names": list(group["param_names"]),
+            "lr_schedule": group["lr_schedule"], "lr_mult": group["lr_mult"],
+            "wd_schedule": group["wd_schedule"] if group["regularized"] else None,
+            "decay_mult": group["decay_mult"], "regularized": group["regularized"],
+            "larc": bool(cfg.OPTIMIZER.use_larc),
+            "lr_start": float(lr[0]), "lr_peak": float(lr.max()), "lr_final": float(lr[-1]),
+            "weight_decay_start": float(wd[0]), "weight_decay_final": float(wd[-1]),
+            "_lr": lr, "_wd": wd,
+        })
+
+    report = {
+        "world_size": inferred.world_size,
+        "world_size_source": inferred.world_size_source,
+        "global_batch_size": inferred.global_batch_size,
+        "num_epochs": scheduler.num_epochs,
+        "steps_per_epoch": per_epoch,
+        "total_steps": scheduler.total_steps,
+        "optimizer": cfg.OPTIMIZER.name + (" + LARC" if cfg.OPTIMIZER.use_larc else ""),
+        "lr_scaling": [
+            {"key": r.key, "factor": r.factor, "scaled_peak": r.scaled,
+             "changes": [{"key": k, "before": b, "after": a} for k, b, a in r.changes]}
+            for r in inferred.scaling
+        ],
+        "notes": inferred.notes,
+        "schedule_summary": {key: summarize(values, per_epoch) for key, values in series.items()},
+        "groups": [{k: v for k, v in g.items() if not k.startswith("_")} for g in groups],
+        # Per optimizer step k: group lr = schedules[lr_schedule][k] * lr_mult; group weight
+        # decay = schedules[wd_schedule][k] * decay_mult, or weight_decay_start when wd_schedule
+        # is null or unscheduled. One array per schedule keeps a 5M-step run to one series each.
+        "schedules": {key: values.tolist() for key, values in series.items()},
+    }
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "explain.json").write_text(json.dumps(report))
+    plot_schedules(groups, series.get("momentum"), per_epoch, scheduler.num_epochs, out / "schedule.png")
+    print(format_report(report, inferred))
+    print(f"\nwrote {out / 'explain.json'} and {out / 'schedule.png'}")
+    return report
+
+
+def summarize(values: np.ndarray, per_epoch: int) -> dict:
+    peak_step = int(np.argmax(values))
+    last = len(values) - 1
+    return {
+        "start": float(values[0]),
+        "peak": float(values[peak_step]),
+        "peak_step": peak_step,
+        # The warmup ends where the peak is first reached, when that is not the first step.
+        "warmup_end_step": peak_step if peak_step > 0 else None,
+        "warmup_end_epoch": round(peak_step / per_epoch, 3) if peak_step > 0 else None,
+        "final": float(values[-1]),
+        "at_percent": {str(p): float(values[round(last * p / 100)]) for p in PERCENTS},
+    }
+
+
+def format_report(report: dict, inferred: Inferred) -> str:
+    lines = [
+        f"optimizer: {report['optimizer']}   world size {report['world_size']} ({report['world_size_source']})   "
+        f"global batch {report['global_batch_size']}   {report['num_epochs']} epochs x "
+        f"{report['steps_per_epoch']} steps = {report['total_steps']} optimizer steps",
+        "",
+        "parameter groups:",
+    ]
+    header = ("name", "tensors", "params", "lr start", "lr peak", "wd", "LARC")
+    rows = [(g["name"], str(g["num_tensors"]), f"{g['num_parameters']:,}", f"{g['lr_start']:.6g}", f"{g['lr_peak']:.6g}",
+             f"{g['weight_decay_start']:.3g}", "on" if g["larc"] else "off") for g in report["groups"]]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    lines += ["", "LR scaling:"]
+    lines += ["  " + line for r in inferred.scaling for line in r.lines()] or ["  off (auto_lr_scaling.auto_scale false)"]
+    lines += ["  note: " + n for n in report["notes"]]
+    lines += ["", "schedules:"]
+    for key, s in report["schedule_summary"].items():
+        warm = f"warmup ends at step {s['warmup_end_step']} (epoch {s['warmup_end_epoch']})" if s["warmup_end_step"] else "no warmup"
+        at = ", ".join(f"{p}%: {v:.6g}" for p, v in s["at_percent"].items())
+        lines.append(f"  {key}: start {s['start']:.6g}, peak {s['peak']:.6g} at step {s['peak_step']}, "
+                     f"final {s['final']:.6g}; {warm}")
+        lines.append(f"      {at}")
+    return "\n".join(lines)
+
+
+def plot_schedules(groups, momentum, per_epoch: int, num_epochs: int, path: Path, max_points: int = 4000) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    import matplotlib.pyplot as plt
+
+    total = per_epoch * num_epochs
+    idx = np.unique(np.linspace(0, total - 1, min(total, max_points)).round().astype(np.int64))
+    panels = [("learning rate", "_lr"), ("weight decay", "_wd")]
+    fig, axes = plt.subplots(len(panels) + (momentum is not None), 1, figsize=(9, 7), sharex=True)
+    for ax, (title, key) in zip(axes, panels):
+        for g in groups:
+            ax.plot(idx, g[key][idx], label=g["name"], linewidth=1.2)
+        ax.set_ylabel(title)
+    if momentum is not None:
+        axes[-1].plot(idx, momentum[idx], color="black", linewidth=1.2)
+        axes[-1].set_ylabel("momentum")
+    every = max(1, num_epochs // 100)  # at most ~100 boundary lines
+    for ax in axes:
+        for e in range(every, num_epochs, every):
+            ax.axvline(e * per_epoch, color="0.85", linewidth=0.5, zorder=0)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel(f"optimizer step ({per_epoch} per epoch; grey lines: epoch boundaries)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

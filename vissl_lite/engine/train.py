@@ -1,0 +1,229 @@
+"""engine_name=train: the training loop.
+
+Per optimizer step k: the schedules set every group's hyperparameters for k, then
+accumulation_steps micro-batches run forward/backward (DDP all-reduce only on the last), then
+optional gradient clipping and the optimizer step. k is the only scheduling state.
+"""
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from .. import distributed
+from ..config.errors import ConfigError
+from ..config.infer import Inferred
+from ..data import SSLAugment, build_split, index_batches, micro_batches_per_epoch
+from ..losses import build_loss
+from ..models import build_model
+from ..optim import build_optimizer
+from ..optim.group_scheduler import GroupScheduler
+from .checkpoint import save_atomic
+from .knn import extract_features, knn_top1
+from .metrics import MetricsWriter
+
+log = logging.getLogger("vissl_lite")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the message says where."""
+
+
+def pick_device(machine_cfg, local_rank: int) -> torch.device:
+    wanted = machine_cfg.DEVICE
+    if wanted == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("MACHINE.DEVICE", "gpu", "cpu or null (no CUDA device is visible here)")
+    if wanted == "gpu" or (wanted is None and torch.cuda.is_available()):
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg, inferred: Inferred, run_dir: str) -> dict:
+    run_dir = Path(run_dir)
+    device = pick_device(cfg.MACHINE, int(os.environ.get("LOCAL_RANK", 0)))
+    env = distributed.init_distributed(cfg.DISTRIBUTED, device.type)
+    try:
+        return _train(cfg, inferred, run_dir, device, env)
+    finally:
+        distributed.destroy(env)
+
+
+def _train(cfg, inferred, run_dir, device, env) -> dict:
+    seed_everything(cfg.SEED_VALUE)
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = OmegaConf.merge(cfg, {"RUNTIME": inferred.as_dict()})
+        OmegaConf.save(resolved, run_dir / "resolved_config.yaml")
+        log.info("run directory: %s", run_dir)
+        log.info("world size %d (%s), global batch %d", inferred.world_size, inferred.world_size_source,
+                 inferred.global_batch_size)
+        for report in inferred.scaling:
+            for line in report.lines():
+                log.info("LR scaling: %s", line)
+        for note in inferred.notes:
+            log.warning(note)
+
+    opt_cfg, data_cfg, hooks = cfg.OPTIMIZER, cfg.DATA, cfg.HOOKS
+    channels = cfg.MODEL.TRUNK.RESNETS.INPUT_CHANNELS
+    supervised = cfg.LOSS.name == "cross_entropy"
+    train_split = build_split(data_cfg.TRAIN, "TRAIN", channels)
+    if train_split.images is not None:
+        train_split.images = train_split.images.to(device)
+        train_split.labels = train_split.labels.to(device)
+    bs, accum = data_cfg.TRAIN.BATCHSIZE_PER_REPLICA, opt_cfg.accumulation_steps
+    micro = micro_batches_per_epoch(train_split.num_samples, env.world_size, bs, data_cfg.TRAIN.DROP_LAST,
+                                    "DATA.TRAIN.BATCHSIZE_PER_REPLICA")
+    steps_per_epoch = micro // accum
+    if steps_per_epoch == 0:
+        raise ConfigError("OPTIMIZER.accumulation_steps", accum, f"at most {micro}, the micro-batches per epoch")
+
+    model = build_model(cfg.MODEL).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(opt_cfg, model, cfg.MODEL.NON_TRAINABLE_PARAMS)
+    scheduler = GroupScheduler(opt_cfg, steps_per_epoch)
+    loss_fn = build_loss(cfg.LOSS)
+    ddp_model = model
+    if env.active:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        if hasattr(loss_fn, "gather"):
+            loss_fn.gather = distributed.gather_with_grad
+        if hasattr(loss_fn, "all_reduce"):
+            loss_fn.all_reduce = distributed.all_reduce_with_grad
+    augment = SSLAugment(data_cfg.TRAIN.TRANSFORMS, channels)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.SEED_VALUE * 1000 + env.rank)
+
+    amp = cfg.MODEL.AMP_PARAMS
+    amp_dtype = torch.bfloat16 if amp.AMP_DTYPE == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=amp.USE_AMP and amp_dtype == torch.float16)
+    clip = cfg.MODEL.GRAD_CLIP
+
+    metrics = MetricsWriter(run_dir, hooks.TENSORBOARD_SETUP.USE_TENSORBOARD) if env.is_main else None
+    test_split = build_split(data_cfg.TEST, "TEST", channels) if hooks.KNN_MONITOR.ENABLED else None
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    num_epochs = opt_cfg.num_epochs
+    step, results = 0, {}
+    log.info("training %d epochs x %d optimizer steps (%d micro-batches of %d per step, %d process(es)) on %s",
+             num_epochs, steps_per_epoch, accum, bs, env.world_size, device)
+    start_time = time.perf_counter()
+
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        for epoch in range(num_epochs):
+            ddp_model.train()
+            batches = index_batches(train_split.num_samples, bs, epoch, cfg.SEED_VALUE, env.rank, env.world_size,
+                                    shuffle=True, drop_last=data_cfg.TRAIN.DROP_LAST)[: steps_per_epoch * accum]
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{num_epochs}", unit="step",
+                       disable=not (env.is_main and hooks.PROGRESS_BAR), leave=False, dynamic_ncols=True)
+            window_start, window_images, step_loss = time.perf_counter(), 0, 0.0
+            for i, (images, labels) in enumerate(train_split.batches(batches, device)):
+                if i % accum == 0:
+                    scheduler.apply(optimizer, step)
+                if supervised:
+                    inputs = augment(images, aug_gen)
+                else:
+                    inputs = torch.cat([augment(images, aug_gen), augment(images, aug_gen)])
+                if device.type == "cuda":
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                last_micro = (i + 1) % accum == 0
+                sync = contextlib.nullcontext() if (last_micro or not env.active) else ddp_model.no_sync()
+                with sync:
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp.USE_AMP):
+                        loss = loss_fn(ddp_model(inputs), labels)
+                    scaler.scale(loss / accum).backward()
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise TrainingError(f"loss is {loss_value} at optimizer step {step} (epoch {epoch + 1}, "
+                                        f"iteration {i + 1}); stopping without writing a checkpoint")
+                step_loss += loss_value / accum
+                window_images += len(images) * env.world_size
+                if not last_micro:
+                    continue
+                grad_norm = None
+                if clip.USE_GRAD_CLIP:
+                    scaler.unscale_(optimizer)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip.MAX_NORM, clip.NORM_TYPE))
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                bar.update(1)
+                if step % hooks.LOG_FREQUENCY == 0 or step == scheduler.total_steps:
+                    elapsed = time.perf_counter() - window_start
+                    scalars = {"epoch": epoch + 1, "loss": step_loss, "images_per_s": window_images / max(elapsed, 1e-9)}
+                    for g in optimizer.param_groups:
+                        scalars[f"lr/{g['name']}"] = g["lr"]
+                        scalars[f"weight_decay/{g['name']}"] = g["weight_decay"]
+                    if grad_norm is not None:
+                        scalars["grad_norm"] = grad_norm
+                    if metrics is not None:
+                        metrics.write(step, scalars)
+                        log.info("step %d/%d epoch %d loss %.4f lr %.4g images/s %.0f%s", step, scheduler.total_steps,
+                                 epoch + 1, step_loss, optimizer.param_groups[0]["lr"], scalars["images_per_s"],
+                                 f" grad_norm {grad_norm:.4g}" if grad_norm is not None else "")
+                    bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}",
+                                    img_s=f"{scalars['images_per_s']:.0f}")
+                    window_start, window_images = time.perf_counter(), 0
+                step_loss = 0.0
+            bar.close()
+            if train_split.skipped:
+                log.warning("skipped %d unreadable images so far", train_split.skipped)
+                if train_split.skipped >= train_split.num_samples:
+                    raise ConfigError("DATA.TRAIN.DATA_PATHS", list(data_cfg.TRAIN.DATA_PATHS),
+                                      "a folder with readable images", "every image failed to decode")
+            last_epoch = epoch + 1 == num_epochs
+            if test_split is not None and ((epoch + 1) % hooks.KNN_MONITOR.EVAL_PERIOD_EPOCHS == 0 or last_epoch):
+                results["knn_top1"] = evaluate_knn(model, train_split, test_split, cfg, device)
+                log.info("epoch %d: kNN top-1 %.2f%% (k=%d)", epoch + 1, 100 * results["knn_top1"], hooks.KNN_MONITOR.K)
+                if metrics is not None:
+                    metrics.write(step, {"epoch": epoch + 1, "knn_top1": results["knn_top1"]})
+            if env.is_main and ((epoch + 1) % cfg.CHECKPOINT.CHECKPOINT_FREQUENCY == 0 or last_epoch):
+                save_checkpoint(cfg, run_dir, model, optimizer, scaler, epoch + 1, step)
+            distributed.barrier(env)
+
+    results.update(train_seconds=time.perf_counter() - start_time, steps=step, run_dir=str(run_dir))
+    if metrics is not None:
+        metrics.close()
+    if env.is_main:
+        summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items())
+        log.info("done: %s", summary)
+        if "knn_top1" in results:
+            print(f"final kNN top-1: {100 * results['knn_top1']:.2f}%")
+        print(f"run directory: {run_dir}")
+    return results
+
+
+def evaluate_knn(model, train_split, test_split, cfg, device) -> float:
+    knn, t = cfg.HOOKS.KNN_MONITOR, cfg.DATA.TEST.TRANSFORMS
+    channels = cfg.MODEL.TRUNK.RESNETS.INPUT_CHANNELS
+    mean = torch.tensor(list(t.MEAN) * (channels // len(t.MEAN))).view(1, -1, 1, 1)
+    std = torch.tensor(list(t.STD) * (channels // len(t.STD))).view(1, -1, 1, 1)
+    bs = cfg.DATA.TEST.BATCHSIZE_PER_REPLICA
+    bank, bank_labels = extract_features(model.trunk, train_split, t, mean, std, device, bs)
+    queries, query_labels = extract_features(model.trunk, test_split, t, mean, std, device, bs)
+    return knn_top1(bank, bank_labels, queries, query_labels, knn.K, knn.TEMPERATURE)
+
+
+def save_checkpoint(cfg, run_dir: Path, model, optimizer, scaler, epoch: int, step: int) -> Path:
+    folder = Path(cfg.CHECKPOINT.DIR) if cfg.CHECKPOINT.DIR else run_dir / "checkpoints"
+    path = folder / f"model_epoch{epoch}.torch"
+    save_atomic({"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scaler": scaler.state_dict()}, path)
+    return path

@@ -1,0 +1,32 @@
+"""The trunk + heads model every engine trains."""
+
+from torch import nn
+
+from .heads import build_heads
+from .resnet import build_trunk
+
+
+class SSLModel(nn.Module):
+    """`trunk` maps images to features; `heads` (an nn.Sequential, maybe empty) maps features
+    to what the loss consumes. Parameter groups tell trunk from head by these two modules."""
+
+    def __init__(self, trunk: nn.Module, heads: nn.Sequential, freeze_trunk: bool = False):
+        super().__init__()
+        self.trunk, self.heads, self.freeze_trunk = trunk, heads, freeze_trunk
+        if freeze_trunk:
+            self.trunk.requires_grad_(False)
+        self.train()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_trunk:  # a frozen trunk also keeps its BatchNorm statistics
+            self.trunk.eval()
+        return self
+
+    def forward(self, x):
+        return self.heads(self.trunk(x))
+
+
+def build_model(model_cfg) -> SSLModel:
+    return SSLModel(build_trunk(model_cfg.TRUNK), build_heads(model_cfg.HEAD.PARAMS),
+                    freeze_trunk=model_cfg.FEATURE_EVAL_SETTINGS.FREEZE_TRUNK)

@@ -1,0 +1,136 @@
+"""LARC (layer-wise adaptive rate control) around any torch optimizer, with no per-parameter
+Python loop in the step."""
+
+import torch
+
+# Parameters up to this size are stacked by shape: below it per-tensor launch overhead, not
+# memory traffic, dominates a foreach op.
+_STACK_MAX_NUMEL = 1 << 16
+
+
+class LARC(torch.optim.Optimizer):
+    """The apex LARC algorithm. For every parameter p with gradient g in a group with learning
+    rate lr and weight decay wd, when ||p|| > 0 and ||g|| > 0:
+
+        a = trust_coefficient * ||p|| / (||g|| + wd * ||p|| + eps)
+        a = min(a / lr, 1)                    if clip  (lr = 0 gives a = 1)
+        g = a * (g + wd * p)
+
+    Parameters with a zero norm or zero gradient norm keep g as it is (no weight decay folded).
+    The inner optimizer then steps with weight_decay 0, which is restored after the step.
+    With exclude_bias_and_norm, 1-D parameters (biases, norm weights) are not adapted
+    (a = 1) but still get g + wd * p, the inner optimizer's own (coupled) weight decay.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, trust_coefficient=1e-3, clip=False, eps=1e-8,
+                 exclude_bias_and_norm=False):
+        for key, value in dict(trust_coefficient=trust_coefficient, eps=eps).items():
+            if value < 0:
+                raise ValueError(f"OPTIMIZER.larc_config.{key} must be >= 0, got {value}")
+        # Deliberately no super().__init__: the wrapper owns no groups or state of its own.
+        self.optim = optimizer
+        self.trust_coefficient, self.clip, self.eps = trust_coefficient, clip, eps
+        self.exclude_bias_and_norm = exclude_bias_and_norm
+        self._bucket_cache = None
+
+    # The inner optimizer's groups and state are the wrapper's: schedules, GradScaler and
+    # checkpoints see one set of objects.
+    param_groups = property(lambda self: self.optim.param_groups)
+    state = property(lambda self: self.optim.state)
+    defaults = property(lambda self: self.optim.defaults)
+
+    def __repr__(self):
+        return (f"LARC(trust_coefficient={self.trust_coefficient}, clip={self.clip}, eps={self.eps}, "
+                f"exclude_bias_and_norm={self.exclude_bias_and_norm}) around {self.optim!r}")
+
+    def state_dict(self):
+        return self.optim.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self.optim.load_state_dict(state_dict)
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.optim.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group):
+        self.optim.add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        weight_decays = [group.get("weight_decay", 0.0) for group in self.param_groups]
+        params, wds, lrs, adapt = [], [], [], []
+        for group, wd in zip(self.param_groups, weight_decays):
+            for p in group["params"]:
+                if p.grad is not None:
+                    params.append(p)
+                    wds.append(wd)
+                    lrs.append(group["lr"])
+                    adapt.append(not (self.exclude_bias_and_norm and p.ndim == 1))
+        if params:
+            self._adapt_gradients(params, wds, lrs, adapt)
+        try:
+            for group in self.param_groups:
+                group["weight_decay"] = 0.0
+            self.optim.step()
+        finally:
+            for group, wd in zip(self.param_groups, weight_decays):
+                group["weight_decay"] = wd
+        return loss
+
+    def _adapt_gradients(self, params, wds, lrs, adapt):
+        grads = [p.grad for p in params]
+        stacks, rest = self._buckets(params)
+        device = params[0].device
+        p_norm = torch.empty(len(params), dtype=torch.float32, device=device)
+        g_norm = torch.empty_like(p_norm)
+        stacked = []
+        for index, members in stacks:
+            ps = torch.stack([params[i] for i in members])
+            gs = torch.stack([grads[i] for i in members])
+            p_norm[index] = torch.linalg.vector_norm(ps.flatten(1), dim=1, dtype=torch.float32)
+            g_norm[index] = torch.linalg.vector_norm(gs.flatten(1), dim=1, dtype=torch.float32)
+            stacked.append((index, members, ps, gs))
+        if rest:
+            norms = torch._foreach_norm([params[i] for i in rest] + [grads[i] for i in rest])
+            rest_index = torch.tensor(rest, device=device)
+            p_norm[rest_index] = torch.stack(norms[: len(rest)]).float()
+            g_norm[rest_index] = torch.stack(norms[len(rest):]).float()
+
+        wd = torch.tensor(wds, dtype=torch.float32, device=device)
+        adaptive = self.trust_coefficient * p_norm / (g_norm + p_norm * wd + self.eps)
+        if self.clip:
+            lr = torch.tensor(lrs, dtype=torch.float32, device=device)
+            adaptive = torch.clamp(adaptive / lr, max=1.0)  # lr = 0: inf -> 1
+        active = (p_norm > 0) & (g_norm > 0)
+        adapt = torch.tensor(adapt, device=device)
+        scale = torch.where(active & adapt, adaptive, torch.ones_like(adaptive))
+        fold = torch.where(active | ~adapt, wd, torch.zeros_like(wd))
+
+        for index, members, ps, gs in stacked:
+            shape = (-1,) + (1,) * (ps.dim() - 1)
+            new = gs.add_(ps * fold[index].view(shape).to(ps.dtype)).mul_(scale[index].view(shape).to(gs.dtype))
+            torch._foreach_copy_([grads[i] for i in members], list(new.unbind(0)))
+        if rest:
+            rest_grads = [grads[i] for i in rest]
+            torch._foreach_addcmul_(rest_grads, [params[i] for i in rest], list(fold[rest_index].unbind()))
+            torch._foreach_mul_(rest_grads, list(scale[rest_index].unbind()))
+
+    def _buckets(self, params):
+        """Small parameters of one shape, dtype and device go through stacked tensors (one
+        kernel each for norms and rescaling); the rest through per-tensor foreach ops, which
+        cost nothing extra when tensors are large. Cached for the same parameter list."""
+        key = tuple(map(id, params))
+        if self._bucket_cache is None or self._bucket_cache[0] != key:
+            by_shape = {}
+            for i, p in enumerate(params):
+                if p.numel() <= _STACK_MAX_NUMEL:
+                    by_shape.setdefault((p.shape, p.dtype, p.device), []).append(i)
+            stacks = [(torch.tensor(m, device=params[m[0]].device), m) for m in by_shape.values() if len(m) > 1]
+            stacked = {i for _, m in stacks for i in m}
+            rest = [i for i in range(len(params)) if i not in stacked]
+            self._bucket_cache = (key, (stacks, rest))
+        return self._bucket_cache[1]
