@@ -41,5 +41,5 @@ def _run(cfg: DictConfig) -> None:
 
 def main() -> None:
     with config_errors_reported():
-        check_override_keys(sys.argv[1:])
+        check_override_keys(sys.argv[1:], CONF_DIR)
     _run()

@@ -7,8 +7,9 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..optim.auto_scaling import ScalingReport, auto_scale_schedule
-from ..optim.group_scheduler import SCHEDULE_KEYS
+from ..optim.auto_scaling import ScalingReport, auto_scale_schedule, value_slots
+from .errors import ConfigError
+from ..optim.group_scheduler import schedules_in_use
 from ..optim.param_scheduler import build_param_scheduler
 from .plain import plain
 
@@ -44,6 +45,27 @@ def resolve_world_size(cfg, env: Optional[dict] = None):
     return 1, "single process"
 
 
+# What each schedulable hyperparameter may be: (test, words).
+_RANGES = {
+    "lr": (lambda v: v >= 0, "a value >= 0 (a learning rate)"),
+    "lr_head": (lambda v: v >= 0, "a value >= 0 (a learning rate)"),
+    "weight_decay": (lambda v: v >= 0, "a value >= 0 (a weight decay)"),
+    "weight_decay_head": (lambda v: v >= 0, "a value >= 0 (a weight decay)"),
+    "momentum": (lambda v: 0 <= v < 1, "a value in [0, 1) (a momentum)"),
+}
+
+
+def check_schedule_ranges(opt, keys) -> None:
+    """Every value written in a schedule must be a legal value of what it schedules."""
+    for key in keys:
+        ok, allowed = _RANGES[key]
+        schedule = plain(opt.param_schedulers[key])
+        for container, slot, full_key in value_slots(schedule, f"OPTIMIZER.param_schedulers.{key}"):
+            value = container[slot]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+                raise ConfigError(full_key, value, allowed)
+
+
 def infer_config(cfg: DictConfig, world_size: int, world_size_source: str = "") -> tuple:
     """Return (resolved config, Inferred). `cfg` is a validated config; it is not modified."""
     cfg = OmegaConf.create(plain(cfg))
@@ -57,6 +79,12 @@ def infer_config(cfg: DictConfig, world_size: int, world_size_source: str = "") 
             f"({world_size_source}); scaling uses {world_size}"
         )
 
+    # Build every schedule once, as written, so a bad one stops the run here before any work.
+    in_use = schedules_in_use(opt)
+    for key in in_use:
+        schedule = plain(opt.param_schedulers[key])
+        build_param_scheduler({**schedule, "num_epochs": opt.num_epochs}, f"OPTIMIZER.param_schedulers.{key}")
+    check_schedule_ranges(opt, in_use)
     head = opt.head_optimizer_params
     lr_keys = ["lr", "lr_head"] if head.use_different_lr else ["lr"]
     for key in lr_keys:
@@ -71,9 +99,4 @@ def infer_config(cfg: DictConfig, world_size: int, world_size_source: str = "") 
         head.weight_decay = opt.weight_decay
         opt.param_schedulers.weight_decay_head = opt.param_schedulers.weight_decay
 
-    # Build every schedule once so a bad one stops the run here, before any work.
-    for key in SCHEDULE_KEYS:
-        schedule = plain(opt.param_schedulers[key])
-        if schedule.get("name") is not None:
-            build_param_scheduler({**schedule, "num_epochs": opt.num_epochs}, f"OPTIMIZER.param_schedulers.{key}")
     return cfg, inferred

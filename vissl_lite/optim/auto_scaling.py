@@ -35,12 +35,12 @@ class ScalingReport:
         return [head] + [f"  {k}: {before:.6g} -> {after:.6g}" for k, before, after in self.changes]
 
 
-def _value_slots(schedule: dict, key: str):
+def value_slots(schedule: dict, key: str):
     """(container, field or index, full key) for every LR value written in the schedule."""
     name = schedule.get("name")
     if name == "composite":
         for i, child in enumerate(schedule.get("schedulers") or []):
-            yield from _value_slots(child, f"{key}.schedulers[{i}]")
+            yield from value_slots(child, f"{key}.schedulers[{i}]")
         return
     for name_ in VALUE_FIELDS.get(name, []):
         value = schedule.get(name_)
@@ -58,7 +58,7 @@ def auto_scale_schedule(schedule: dict, key: str, global_batch_size: int) -> Tup
     if scaling["scaling_type"] == "sqrt":
         factor = math.sqrt(factor)
     scaled_schedule = copy.deepcopy(schedule)
-    slots = list(_value_slots(scaled_schedule, key))
+    slots = list(value_slots(scaled_schedule, key))
     numeric = all(isinstance(c[i], (int, float)) and not isinstance(c[i], bool) for c, i, _ in slots)
     peak = max((c[i] for c, i, _ in slots), default=None) if numeric else None
     if peak is None or peak <= 0:

@@ -14,6 +14,17 @@ from .param_scheduler import ParamScheduler, build_param_scheduler, schedule_whe
 SCHEDULE_KEYS = ("lr", "lr_head", "weight_decay", "weight_decay_head", "momentum")
 
 
+def schedules_in_use(optimizer_cfg):
+    """The param_schedulers entries that drive something: lr_head and weight_decay_head only
+    when head_optimizer_params asks for them, the optional ones only when named."""
+    head = optimizer_cfg.head_optimizer_params
+    wanted = {"lr", "weight_decay", "momentum"}
+    wanted |= {"lr_head"} if head.use_different_lr else set()
+    wanted |= {"weight_decay_head"} if head.use_different_wd else set()
+    return [k for k in SCHEDULE_KEYS
+            if k in wanted and (k in ("lr", "lr_head") or optimizer_cfg.param_schedulers[k].name is not None)]
+
+
 class GroupScheduler:
     """Builds every named entry of OPTIMIZER.param_schedulers and sets, before step k:
 
@@ -30,11 +41,9 @@ class GroupScheduler:
         self.steps_per_epoch = int(steps_per_epoch)
         self.total_steps = self.num_epochs * self.steps_per_epoch
         self.schedules: Dict[str, ParamScheduler] = {}
-        for key in SCHEDULE_KEYS:
-            cfg = plain(optimizer_cfg.param_schedulers[key])
-            if cfg.get("name") is not None:
-                cfg["num_epochs"] = self.num_epochs
-                self.schedules[key] = build_param_scheduler(cfg, f"OPTIMIZER.param_schedulers.{key}")
+        for key in schedules_in_use(optimizer_cfg):
+            cfg = {**plain(optimizer_cfg.param_schedulers[key]), "num_epochs": self.num_epochs}
+            self.schedules[key] = build_param_scheduler(cfg, f"OPTIMIZER.param_schedulers.{key}")
 
     def schedule_values(self, key: str, steps):
         """Values of one schedule at optimizer step(s) `steps` (an int or a numpy array)."""

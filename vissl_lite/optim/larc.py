@@ -1,6 +1,8 @@
 """LARC (layer-wise adaptive rate control) around any torch optimizer, with no per-parameter
 Python loop in the step."""
 
+import functools
+
 import torch
 
 # Parameters up to this size are stacked by shape: below it per-tensor launch overhead, not
@@ -85,25 +87,27 @@ class LARC(torch.optim.Optimizer):
         grads = [p.grad for p in params]
         stacks, rest = self._buckets(params)
         device = params[0].device
-        p_norm = torch.empty(len(params), dtype=torch.float32, device=device)
+        # Norms and factors in float32, or wider when parameters are (float64 stays float64).
+        acc = functools.reduce(torch.promote_types, {p.dtype for p in params}, torch.float32)
+        p_norm = torch.empty(len(params), dtype=acc, device=device)
         g_norm = torch.empty_like(p_norm)
         stacked = []
         for index, members in stacks:
             ps = torch.stack([params[i] for i in members])
             gs = torch.stack([grads[i] for i in members])
-            p_norm[index] = torch.linalg.vector_norm(ps.flatten(1), dim=1, dtype=torch.float32)
-            g_norm[index] = torch.linalg.vector_norm(gs.flatten(1), dim=1, dtype=torch.float32)
+            p_norm[index] = torch.linalg.vector_norm(ps.flatten(1), dim=1, dtype=acc)
+            g_norm[index] = torch.linalg.vector_norm(gs.flatten(1), dim=1, dtype=acc)
             stacked.append((index, members, ps, gs))
         if rest:
             norms = torch._foreach_norm([params[i] for i in rest] + [grads[i] for i in rest])
             rest_index = torch.tensor(rest, device=device)
-            p_norm[rest_index] = torch.stack(norms[: len(rest)]).float()
-            g_norm[rest_index] = torch.stack(norms[len(rest):]).float()
+            p_norm[rest_index] = torch.stack(norms[: len(rest)]).to(acc)
+            g_norm[rest_index] = torch.stack(norms[len(rest):]).to(acc)
 
-        wd = torch.tensor(wds, dtype=torch.float32, device=device)
+        wd = torch.tensor(wds, dtype=acc, device=device)
         adaptive = self.trust_coefficient * p_norm / (g_norm + p_norm * wd + self.eps)
         if self.clip:
-            lr = torch.tensor(lrs, dtype=torch.float32, device=device)
+            lr = torch.tensor(lrs, dtype=acc, device=device)
             adaptive = torch.clamp(adaptive / lr, max=1.0)  # lr = 0: inf -> 1
         active = (p_norm > 0) & (g_norm > 0)
         adapt = torch.tensor(adapt, device=device)
