@@ -45,10 +45,13 @@ class SSLAugment:
 
     def crop_and_flip(self, images, generator):
         b = images.shape[0]
-        # RandomResizedCrop: area fraction in `scale`, log-uniform aspect ratio in [3/4, 4/3].
+        # RandomResizedCrop: area fraction uniform in `scale`, aspect ratio log-uniform in
+        # [3/4, 4/3] narrowed to the ratios where the crop fits ([area, 1/area]); torchvision
+        # gets there by rejection sampling, this draws every crop in one go.
         area = torch.empty(b, device=images.device).uniform_(*self.scale, generator=generator)
-        log_ratio = torch.empty(b, device=images.device).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)
-        ratio = torch.exp(log_ratio)
+        lo = torch.clamp(torch.log(area), min=math.log(3 / 4))
+        hi = torch.clamp(-torch.log(area), max=math.log(4 / 3))
+        ratio = torch.exp(lo + (hi - lo) * torch.rand(b, device=images.device, generator=generator))
         w = torch.sqrt(area * ratio).clamp(max=1.0)  # as fractions of the image side
         h = torch.sqrt(area / ratio).clamp(max=1.0)
         cx = (torch.rand(b, device=images.device, generator=generator) * 2 - 1) * (1 - w)

@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from ..config.errors import ConfigError
+
 from .heads import build_heads
 from .resnet import build_trunk
 
@@ -28,5 +30,10 @@ class SSLModel(nn.Module):
 
 
 def build_model(model_cfg) -> SSLModel:
-    return SSLModel(build_trunk(model_cfg.TRUNK), build_heads(model_cfg.HEAD.PARAMS),
-                    freeze_trunk=model_cfg.FEATURE_EVAL_SETTINGS.FREEZE_TRUNK)
+    trunk = build_trunk(model_cfg.TRUNK)
+    heads = build_heads(model_cfg.HEAD.PARAMS)
+    first = next((m for m in heads.modules() if isinstance(m, nn.Linear)), None)
+    if first is not None and first.in_features != trunk.out_dim:
+        raise ConfigError("MODEL.HEAD.PARAMS[0][1].dims[0]", first.in_features,
+                          f"{trunk.out_dim}, the width of the trunk's features")
+    return SSLModel(trunk, heads, freeze_trunk=model_cfg.FEATURE_EVAL_SETTINGS.FREEZE_TRUNK)
