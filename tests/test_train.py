@@ -41,16 +41,16 @@ def test_run_writes_metrics_config_and_checkpoint(tmp_path):
     # 256 images / 32 = 8 micro-batches = 4 optimizer steps per epoch, 2 epochs
     assert [r["step"] for r in steps] == list(range(1, 9)) and results["steps"] == 8
     # the LR logged for step k (1-based) is the schedule at where = (k-1) / 8, by hand:
-    # composite: linear 0.075 -> 0.3 over the first 10%, then cosine 0.3 -> 0.0003 (auto scaling: batch
-    # 32 x 2 accumulation = 64 images -> factor 0.25)
+    # composite: linear 0.25 -> 1.0 over the first 10%, then cosine 1.0 -> 0.001, all x 0.25 by auto
+    # scaling (batch 32 x 2 accumulation = 64 images; base 1.0 at 256)
     for r in steps:
         w = (r["step"] - 1) / 8
         if w < 0.1 - 1e-6:
             u = w / 0.1
-            expected = 0.25 * (0.3 * u + 0.075 * (1 - u))
+            expected = 0.25 * (1.0 * u + 0.25 * (1 - u))
         else:
             u = (w - 0.1) / 0.9
-            expected = 0.25 * (0.0003 + 0.5 * (0.3 - 0.0003) * (1 + math.cos(math.pi * u)))
+            expected = 0.25 * (0.001 + 0.5 * (1.0 - 0.001) * (1 + math.cos(math.pi * u)))
         assert r["lr/trunk_regularized"] == pytest.approx(expected, rel=1e-12)
         assert r["weight_decay/trunk_unregularized"] == 0.0 and r["weight_decay/trunk_regularized"] == 1e-6
         assert math.isfinite(r["loss"]) and r["images_per_s"] > 0
@@ -58,7 +58,7 @@ def test_run_writes_metrics_config_and_checkpoint(tmp_path):
     assert len(knn) == 1 and 0.0 <= knn[0] <= 1.0 and results["knn_top1"] == knn[0]
     saved = yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())
     assert saved["RUNTIME"]["global_batch_size"] == 64
-    assert saved["OPTIMIZER"]["param_schedulers"]["lr"]["schedulers"][0]["end_value"] == pytest.approx(0.075)
+    assert saved["OPTIMIZER"]["param_schedulers"]["lr"]["schedulers"][0]["end_value"] == pytest.approx(0.25)
     ckpt = torch.load(tmp_path / "checkpoints" / "model_epoch2.torch", weights_only=True)
     assert ckpt["step"] == 8 and "trunk.conv1.weight" in ckpt["model"]
 

@@ -117,7 +117,7 @@ def _train(cfg, inferred, run_dir, device, env) -> dict:
     test_split = build_split(data_cfg.TEST, "TEST", channels) if hooks.KNN_MONITOR.ENABLED else None
     params = [p for g in optimizer.param_groups for p in g["params"]]
     num_epochs = opt_cfg.num_epochs
-    step, results = 0, {}
+    step, results, epoch_seconds = 0, {}, []
     log.info("training %d epochs x %d optimizer steps (%d micro-batches of %d per step, %d process(es)) on %s",
              num_epochs, steps_per_epoch, accum, bs, env.world_size, device)
     start_time = time.perf_counter()
@@ -127,6 +127,7 @@ def _train(cfg, inferred, run_dir, device, env) -> dict:
 
     with logging_redirect_tqdm():
         for epoch in range(num_epochs):
+            epoch_start = time.perf_counter()
             ddp_model.train()
             batches = index_batches(train_split.num_samples, bs, epoch, cfg.SEED_VALUE, env.rank, env.world_size,
                                     shuffle=True, drop_last=data_cfg.TRAIN.DROP_LAST)[: steps_per_epoch * accum]
@@ -183,6 +184,7 @@ def _train(cfg, inferred, run_dir, device, env) -> dict:
                     window_start, window_images = time.perf_counter(), 0
                 step_loss = 0.0
             bar.close()
+            epoch_seconds.append(time.perf_counter() - epoch_start)
             if train_split.skipped:
                 log.warning("skipped %d unreadable images so far", train_split.skipped)
                 if train_split.skipped >= train_split.num_samples:
@@ -198,11 +200,13 @@ def _train(cfg, inferred, run_dir, device, env) -> dict:
                 save_checkpoint(cfg, run_dir, model, optimizer, scaler, epoch + 1, step)
             distributed.barrier(env)
 
-    results.update(train_seconds=time.perf_counter() - start_time, steps=step, run_dir=str(run_dir))
+    results.update(train_seconds=time.perf_counter() - start_time, steps=step, run_dir=str(run_dir),
+                   epoch_seconds=epoch_seconds, images_per_epoch=steps_per_epoch * accum * bs * env.world_size)
     if metrics is not None:
         metrics.close()
     if env.is_main:
-        summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items())
+        summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()
+                            if k != "epoch_seconds")
         log.info("done: %s", summary)
         if "knn_top1" in results:
             print(f"final kNN top-1: {100 * results['knn_top1']:.2f}%")
