@@ -73,9 +73,11 @@ def test_same_seed_same_run(tmp_path):
 def test_barlow_twins_and_grad_clip_and_bf16(tmp_path):
     results, _ = run(tmp_path, "LOSS.name=barlow_twins_loss", "LOSS.barlow_twins_loss.embedding_dim=32",
                      "MODEL.GRAD_CLIP.USE_GRAD_CLIP=true", "MODEL.GRAD_CLIP.MAX_NORM=0.5",
-                     "MODEL.AMP_PARAMS.USE_AMP=true", "OPTIMIZER.num_epochs=1", "HOOKS.KNN_MONITOR.ENABLED=false")
+                     "MODEL.AMP_PARAMS.USE_AMP=true", "OPTIMIZER.num_epochs=1", "HOOKS.KNN_MONITOR.ENABLED=false",
+                     "HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD=true")
     records = read_metrics(tmp_path)
     assert all(math.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in records)
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path):

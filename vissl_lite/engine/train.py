@@ -191,7 +191,8 @@ def _train(cfg, inferred, run_dir, device, env) -> dict:
                     raise ConfigError("DATA.TRAIN.DATA_PATHS", list(data_cfg.TRAIN.DATA_PATHS),
                                       "a folder with readable images", "every image failed to decode")
             last_epoch = epoch + 1 == num_epochs
-            if test_split is not None and ((epoch + 1) % hooks.KNN_MONITOR.EVAL_PERIOD_EPOCHS == 0 or last_epoch):
+            knn_due = (epoch + 1) % hooks.KNN_MONITOR.EVAL_PERIOD_EPOCHS == 0 or last_epoch
+            if test_split is not None and env.is_main and knn_due:  # rank 0's BatchNorm statistics
                 results["knn_top1"] = evaluate_knn(model, train_split, test_split, cfg, device)
                 log.info("epoch %d: kNN top-1 %.2f%% (k=%d)", epoch + 1, 100 * results["knn_top1"], hooks.KNN_MONITOR.K)
                 if metrics is not None:
