@@ -59,7 +59,7 @@ def test_run_writes_metrics_config_and_checkpoint(tmp_path):
     saved = yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())
     assert saved["RUNTIME"]["global_batch_size"] == 64
     assert saved["OPTIMIZER"]["param_schedulers"]["lr"]["schedulers"][0]["end_value"] == pytest.approx(0.25)
-    ckpt = torch.load(tmp_path / "checkpoints" / "model_epoch2.torch", weights_only=True)
+    ckpt = torch.load(tmp_path / "checkpoints" / "model_final.torch", weights_only=True)
     assert ckpt["step"] == 8 and "trunk.conv1.weight" in ckpt["model"]
 
 

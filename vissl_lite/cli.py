@@ -17,15 +17,19 @@ from .config.overrides import check_override_keys
 
 @contextlib.contextmanager
 def config_errors_reported():
-    """A bad config ends the run with a one-line message and exit status 2, no traceback
-    (HYDRA_FULL_ERROR=1 shows it)."""
+    """A bad config ends the run with a one-line message and exit status 2; an unusable
+    checkpoint or a non-finite loss with status 1. No traceback unless HYDRA_FULL_ERROR=1."""
+    from .engine.checkpoint import CheckpointError
+    from .engine.train import TrainingError
+
     try:
         yield
-    except ConfigError as err:
+    except (ConfigError, CheckpointError, TrainingError) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"vissl_lite: config error: {err}", file=sys.stderr)
-        sys.exit(2)
+        kind = "config error" if isinstance(err, ConfigError) else "error"
+        print(f"vissl_lite: {kind}: {err}", file=sys.stderr)
+        sys.exit(2 if isinstance(err, ConfigError) else 1)
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="defaults")

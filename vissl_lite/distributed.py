@@ -41,6 +41,24 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
+def gather_object(env: DistEnv, obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if not env.active:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def any_rank(env: DistEnv, flag: bool) -> bool:
+    """True on every rank when `flag` is true on any (so all ranks stop at the same step)."""
+    if not env.active:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
 def destroy(env: DistEnv) -> None:
     if env.active and dist.is_initialized():
         dist.destroy_process_group()

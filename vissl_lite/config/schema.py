@@ -225,6 +225,13 @@ class GradClipConfig:
 
 
 @dataclass
+class WeightsInitConfig:
+    PARAMS_FILE: str = ""  # a vissl_lite checkpoint to start from
+    TRUNK_ONLY: bool = True
+    STRICT: bool = True
+
+
+@dataclass
 class ModelConfig:
     TRUNK: TrunkConfig = spec(factory=TrunkConfig)
     HEAD: HeadConfig = spec(factory=HeadConfig)
@@ -232,6 +239,7 @@ class ModelConfig:
     NON_TRAINABLE_PARAMS: List[str] = spec(factory=list)
     AMP_PARAMS: AMPConfig = spec(factory=AMPConfig)
     GRAD_CLIP: GradClipConfig = spec(factory=GradClipConfig)
+    WEIGHTS_INIT: WeightsInitConfig = spec(factory=WeightsInitConfig)
 
 
 # ----------------------------------------------------------------------------- LOSS
@@ -284,6 +292,10 @@ class HooksConfig:
 class CheckpointConfig:
     DIR: str = ""  # empty: <run dir>/checkpoints
     CHECKPOINT_FREQUENCY: int = spec(1, gt=0)
+    CHECKPOINT_ITER_FREQUENCY: int = spec(0, ge=0)
+    AUTO_RESUME: bool = True
+    MAX_KEEP: int = spec(0, ge=0)
+    LOAD_WEIGHTS_ONLY: bool = False
 
 
 @dataclass
