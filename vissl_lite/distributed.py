@@ -59,6 +59,14 @@ def any_rank(env: DistEnv, flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+def mean_over_ranks(env: DistEnv, value: float) -> float:
+    if not env.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.item() / env.world_size
+
+
 def destroy(env: DistEnv) -> None:
     if env.active and dist.is_initialized():
         dist.destroy_process_group()

@@ -225,6 +225,11 @@ class GradClipConfig:
 
 
 @dataclass
+class SyncBNConfig:
+    CONVERT_BN_TO_SYNC_BN: bool = False
+
+
+@dataclass
 class WeightsInitConfig:
     PARAMS_FILE: str = ""  # a vissl_lite checkpoint to start from
     TRUNK_ONLY: bool = True
@@ -240,6 +245,7 @@ class ModelConfig:
     AMP_PARAMS: AMPConfig = spec(factory=AMPConfig)
     GRAD_CLIP: GradClipConfig = spec(factory=GradClipConfig)
     WEIGHTS_INIT: WeightsInitConfig = spec(factory=WeightsInitConfig)
+    SYNC_BN_CONFIG: SyncBNConfig = spec(factory=SyncBNConfig)
 
 
 # ----------------------------------------------------------------------------- LOSS

@@ -82,12 +82,21 @@ def train(cfg, inferred: Inferred, run_dir: str) -> dict:
     try:
         with _StopRequest() as stop:
             return _train(cfg, inferred, Path(run_dir), device, env, stop)
+    except RuntimeError as err:
+        if env.active and (isinstance(err, torch.distributed.DistError) or "timed out" in str(err).lower()):
+            raise TrainingError(
+                f"rank {env.rank}: a collective did not complete within DISTRIBUTED.TIMEOUT_MINUTES="
+                f"{cfg.DISTRIBUTED.TIMEOUT_MINUTES} (another process died or hangs): {str(err).splitlines()[0]}; "
+                f"torchrun --max-restarts with CHECKPOINT.AUTO_RESUME continues from the last checkpoint") from err
+        raise
     finally:
         distributed.destroy(env)
 
 
 def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
     seed_everything(cfg.SEED_VALUE)
+    if not env.is_main:  # rank 0 alone logs progress; the others speak up only for problems
+        logging.getLogger().setLevel(logging.WARNING)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.merge(cfg, {"RUNTIME": inferred.as_dict()}), run_dir / "resolved_config.yaml")
@@ -115,7 +124,7 @@ def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
     model = build_model(cfg.MODEL)
     if cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE:
         init_weights(model, cfg.MODEL.WEIGHTS_INIT)
-    model = model.to(device)
+    model = convert_sync_bn(model, cfg.MODEL, device, env).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(opt_cfg, model, cfg.MODEL.NON_TRAINABLE_PARAMS)
@@ -208,6 +217,7 @@ def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
                 step += 1
                 bar.update(1)
                 if step % hooks.LOG_FREQUENCY == 0 or step == scheduler.total_steps:
+                    step_loss = distributed.mean_over_ranks(env, step_loss)
                     elapsed = time.perf_counter() - window_start
                     scalars = {"epoch": epoch + 1, "loss": step_loss, "images_per_s": window_images / max(elapsed, 1e-9)}
                     for g in optimizer.param_groups:
@@ -276,6 +286,19 @@ def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
     return results
 
 
+def convert_sync_bn(model, model_cfg, device, env):
+    """SyncBatchNorm needs CUDA devices under DDP; say so rather than fail inside a forward."""
+    wants_sync = model_cfg.SYNC_BN_CONFIG.CONVERT_BN_TO_SYNC_BN or model_cfg.TRUNK.RESNETS.NORM == "SyncBatchNorm"
+    if wants_sync and env.active and device.type != "cuda":
+        key = ("MODEL.SYNC_BN_CONFIG.CONVERT_BN_TO_SYNC_BN" if model_cfg.SYNC_BN_CONFIG.CONVERT_BN_TO_SYNC_BN
+               else "MODEL.TRUNK.RESNETS.NORM")
+        raise ConfigError(key, True if "CONVERT" in key else "SyncBatchNorm",
+                          "false / BatchNorm or GroupNorm on CPU", "SyncBatchNorm runs on CUDA devices only")
+    if model_cfg.SYNC_BN_CONFIG.CONVERT_BN_TO_SYNC_BN and env.active:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
 def resume(folder, cfg, model, optimizer, scaler, aug_gen, scheduler, inferred, env) -> int:
     """Load the latest good checkpoint in `folder` into the run; return the step to continue at."""
     found = ckpt.load_latest(folder)
@@ -288,13 +311,12 @@ def resume(folder, cfg, model, optimizer, scaler, aug_gen, scheduler, inferred, 
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
     step = state["step"]
-    same_shape = (state["total_steps"], state["world_size"]) == (scheduler.total_steps, env.world_size)
-    if same_shape:
-        rng = state["rng"][env.rank]
-        ckpt.restore_rng(rng, aug_gen)
+    if (state["steps_per_epoch"], state["world_size"]) == (scheduler.steps_per_epoch, env.world_size):
+        ckpt.restore_rng(state["rng"][env.rank], aug_gen)
     else:
-        # Another world size or batch: keep the position as a fraction of training.
-        step = round(state["step"] / state["total_steps"] * scheduler.total_steps)
+        # Another world size or batch: keep the position in epochs, i.e. the fraction of
+        # training when num_epochs is unchanged. The data order continues at that epoch point.
+        step = round(state["step"] * scheduler.steps_per_epoch / state["steps_per_epoch"])
         log.warning("resuming %s with a different shape: step %d of %d (world size %d, global batch %d) -> "
                     "step %d of %d (world size %d, global batch %d); LR scaling is recomputed for the new batch",
                     path, state["step"], state["total_steps"], state["world_size"], state["global_batch_size"],
