@@ -1,7 +1,7 @@
 """Median optimizer step time: plain SGD (foreach), SGD in vissl_lite's LARC, and a
-per-parameter Python-loop LARC (the apex algorithm as written), side by side in one process.
+per-parameter Python-loop LARC (the apex algorithm as written), stepped in turn in one process.
 
-    python scripts/bench_optim.py [--steps 50] [--device cpu|cuda]
+    python scripts/bench_optim.py [--steps 100] [--device cpu|cuda]
 
 Prints JSON. Shapes: (a) ResNet-50's parameters, (b) 2,000 tensors of 1,000 elements.
 """
@@ -60,28 +60,31 @@ def sgd(params):
     return torch.optim.SGD([{"params": params}], lr=0.1, momentum=0.9, weight_decay=1e-4, foreach=True)
 
 
-def time_steps(make_opt, shapes, device, steps):
-    params = make_params(shapes, device)
-    grads = [p.grad.clone() for p in params]
-    opt = make_opt(params)
-    times = []
+def time_interleaved(makers, shapes, device, steps):
+    """Median step time of each optimizer, stepping them in turn round by round so that clock
+    and allocator drift hit all of them alike. Each has its own copy of the parameters."""
+    setups = []
+    for make in makers:
+        params = make_params(shapes, device)
+        setups.append((make(params), params, [p.grad.clone() for p in params]))
+    times = [[] for _ in makers]
     for i in range(steps + 5):
-        for p, g in zip(params, grads):  # LARC rescales grads in place: restore them each step
-            p.grad.copy_(g)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= 5:  # warm-up
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for (opt, params, grads), bucket in zip(setups, times):
+            torch._foreach_copy_([p.grad for p in params], grads)  # LARC rescales grads in place
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            opt.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i >= 5:  # warm-up
+                bucket.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     cases = {
@@ -90,9 +93,8 @@ def main():
     }
     report = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(), "steps": args.steps}
     for case, shapes in cases.items():
-        sgd_s = time_steps(sgd, shapes, args.device, args.steps)
-        larc_s = time_steps(lambda ps: LARC(sgd(ps)), shapes, args.device, args.steps)
-        loop_s = time_steps(lambda ps: LoopLARC(sgd(ps)), shapes, args.device, args.steps)
+        sgd_s, larc_s, loop_s = time_interleaved(
+            [sgd, lambda ps: LARC(sgd(ps)), lambda ps: LoopLARC(sgd(ps))], shapes, args.device, args.steps)
         report[case] = {
             "tensors": len(shapes),
             "sgd_ms": round(sgd_s * 1e3, 3),
