@@ -2,9 +2,10 @@
 PyTorch loop with the same model, batch, augmentation, loss and optimizer (LARC included),
 side by side in one process, data already in memory.
 
-    python scripts/bench_trainer.py [--epochs 8] [--repeats 2] [overrides ...]
+    python scripts/bench_trainer.py [--epochs 8] [--repeats 3] [overrides ...]
 
-Prints JSON: images/s of each (epochs after the first; best of --repeats) and their ratio.
+Prints JSON: images/s of each (epochs after the first; best of --repeats, alternating, since a
+shared 2-core machine drifts by +-15% between runs), every sample, and the ratio of the bests.
 """
 
 import argparse
@@ -57,7 +58,7 @@ def raw_loop(cfg, device, epochs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -78,7 +79,8 @@ def main():
         engine.append(r["images_per_epoch"] * (args.epochs - 1) / sum(r["epoch_seconds"][1:]))
     report = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "overrides": overrides, "raw_loop_images_per_s": round(max(raw), 1),
-              "engine_images_per_s": round(max(engine), 1), "engine_over_raw": round(max(engine) / max(raw), 3)}
+              "engine_images_per_s": round(max(engine), 1), "engine_over_raw": round(max(engine) / max(raw), 3),
+              "samples": {"raw": [round(x) for x in raw], "engine": [round(x) for x in engine]}}
     print(json.dumps(report, indent=2))
 
 

@@ -197,6 +197,10 @@ def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
                 with sync:
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp.USE_AMP):
                         loss = loss_fn(ddp_model(inputs), labels)
+                    if i % accum == 0:
+                        # Drop the last step's gradients only now, after the forward: the
+                        # allocator hands their memory straight to this backward.
+                        optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss / accum).backward()
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
@@ -213,7 +217,6 @@ def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip.MAX_NORM, clip.NORM_TYPE))
                 scaler.step(optimizer)
                 scaler.update()
-                optimizer.zero_grad(set_to_none=True)
                 step += 1
                 bar.update(1)
                 if step % hooks.LOG_FREQUENCY == 0 or step == scheduler.total_steps:
