@@ -140,6 +140,10 @@ def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
     step = 0
     if cfg.CHECKPOINT.AUTO_RESUME:
         step = resume(folder, cfg, model, optimizer, scaler, aug_gen, scheduler, inferred, env)
+        if step >= scheduler.total_steps:
+            log.info("training is already complete in %s (step %d of %d): evaluating only; "
+                     "CHECKPOINT.AUTO_RESUME=false or another hydra.run.dir trains afresh",
+                     folder, step, scheduler.total_steps)
 
     ddp_model = model
     if env.active:
@@ -324,7 +328,7 @@ def resume(folder, cfg, model, optimizer, scaler, aug_gen, scheduler, inferred, 
                     "step %d of %d (world size %d, global batch %d); LR scaling is recomputed for the new batch",
                     path, state["step"], state["total_steps"], state["world_size"], state["global_batch_size"],
                     step, scheduler.total_steps, env.world_size, inferred.global_batch_size)
-    log.info("resumed from %s at optimizer step %d (epoch %d)", path, step, step // scheduler.steps_per_epoch + 1)
+    log.info("resumed from %s at optimizer step %d of %d", path, step, scheduler.total_steps)
     return step
 
 
