@@ -39,4 +39,4 @@ def check_override_keys(args: Sequence[str], conf_dir: Path) -> None:
             continue  # '+key' additions are checked after composition; '~key' by Hydra
         if key.split(".")[0] == "hydra" or "/" in key or key == "config":
             continue  # Hydra's own settings and config-group choices
-        check_key_path(key)
+        check_key_path(key, override.value())

@@ -27,7 +27,7 @@ def validate_config(cfg) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(VisslLiteConfig), checked)
 
 
-def check_key_path(path: str) -> None:
+def check_key_path(path: str, value=None) -> None:
     """Raise ConfigError if `path` (dotted, as on the command line) names no schema key."""
     tp: Any = VisslLiteConfig
     done = []
@@ -37,7 +37,7 @@ def check_key_path(path: str) -> None:
         if dataclasses.is_dataclass(tp):
             hints = typing.get_type_hints(tp)
             if part not in hints:
-                raise _unknown_key(".".join(done), part, list(hints), None)
+                raise _unknown_key(".".join(done), part, list(hints), value)
             tp = hints[part]
         elif origin is list and part.isdigit():
             tp = typing.get_args(tp)[0]

@@ -6,18 +6,12 @@ from typing import Callable, Dict
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import registrar
 from .barlow_twins import BarlowTwinsLoss
 from .simclr_info_nce import SimCLRInfoNCELoss
 
 LOSSES: Dict[str, Callable] = {}
-
-
-def register_loss(name: str):
-    def register(builder):
-        LOSSES[name] = builder
-        return builder
-
-    return register
+register_loss = registrar(LOSSES, "loss")
 
 
 class CrossEntropyLoss(nn.Module):
@@ -47,4 +41,4 @@ def build_loss(loss_cfg) -> nn.Module:
     return LOSSES[loss_cfg.name](loss_cfg)
 
 
-__all__ = ["LOSSES", "build_loss", "register_loss"]
+__all__ = ["LOSSES", "BarlowTwinsLoss", "SimCLRInfoNCELoss", "build_loss", "register_loss"]

@@ -6,16 +6,10 @@ from torch import nn
 
 from ..config.errors import ConfigError
 from ..config.plain import plain
+from ..registry import registrar
 
 HEADS: Dict[str, type] = {}
-
-
-def register_head(name: str):
-    def register(cls):
-        HEADS[name] = cls
-        return cls
-
-    return register
+register_head = registrar(HEADS, "head")
 
 
 @register_head("mlp")

@@ -7,20 +7,12 @@ from typing import Callable, Dict, List
 
 import torch
 
+from ..registry import registrar
 from .lars import LARS
 
 OptimizerBuilder = Callable[[List[dict], object], torch.optim.Optimizer]
 OPTIMIZERS: Dict[str, OptimizerBuilder] = {}
-
-
-def register_optimizer(name: str):
-    def register(builder: OptimizerBuilder) -> OptimizerBuilder:
-        if name in OPTIMIZERS:
-            raise ValueError(f"optimizer {name!r} is already registered")
-        OPTIMIZERS[name] = builder
-        return builder
-
-    return register
+register_optimizer = registrar(OPTIMIZERS, "optimizer")
 
 
 # Groups carry their own lr and weight_decay; the values below are only torch's defaults for
