@@ -40,7 +40,7 @@ class LARS(torch.optim.Optimizer):
                 q = torch.where((p_norm > 0) & (d_norm > 0), group["eta"] * p_norm / d_norm, torch.ones_like(p_norm))
                 torch._foreach_mul_([d[i] for i in adapt], list(q.unbind()))
             bufs = []
-            for p, d_p in zip(params, d):
+            for p in params:
                 state = self.state[p]
                 if "mu" not in state:
                     state["mu"] = torch.zeros_like(p)

@@ -15,7 +15,6 @@ import re
 import warnings
 from typing import Dict, List, Sequence, Tuple
 
-import torch
 from torch import nn
 
 from ..config.errors import ConfigError
