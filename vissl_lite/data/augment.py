@@ -24,8 +24,8 @@ class SSLAugment:
         self.jitter_p, self.gray_p = t.COLOR_JITTER_P, t.GRAYSCALE_P
         self.blur_p, self.blur_sigma, self.solarize_p = t.BLUR_P, tuple(t.BLUR_SIGMA), t.SOLARIZE_P
         self.channels = channels
-        self.mean = _per_channel(t.MEAN, channels, "MEAN")
-        self.std = _per_channel(t.STD, channels, "STD")
+        self.mean = per_channel(t.MEAN, channels, "DATA.TRAIN.TRANSFORMS.MEAN")
+        self.std = per_channel(t.STD, channels, "DATA.TRAIN.TRANSFORMS.STD")
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator = None) -> torch.Tensor:
         x = self.crop_and_flip(images, generator)
@@ -106,12 +106,13 @@ class SSLAugment:
         return _apply(x, apply, flat.reshape(b, c, h, w))
 
 
-def _per_channel(values, channels, name):
+def per_channel(values, channels: int, key: str) -> torch.Tensor:
+    """MEAN / STD as a [1, C, 1, 1] tensor; one value serves every channel."""
     values = list(values)
     if len(values) not in (1, channels):
         from ..config.errors import ConfigError
 
-        raise ConfigError(f"DATA.TRAIN.TRANSFORMS.{name}", values, f"1 or {channels} numbers (one per channel)")
+        raise ConfigError(key, values, f"1 or {channels} numbers (one per channel)")
     return torch.tensor(values * (channels // len(values))).view(1, channels, 1, 1)
 
 

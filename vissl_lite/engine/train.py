@@ -23,6 +23,7 @@ from .. import distributed
 from ..config.errors import ConfigError
 from ..config.infer import Inferred
 from ..data import SSLAugment, build_split, center_view, index_batches, micro_batches_per_epoch
+from ..data.augment import per_channel
 from ..losses import build_loss
 from ..models import build_model
 from ..optim import build_optimizer
@@ -352,9 +353,8 @@ def init_weights(model, weights_cfg) -> None:
 
 def _eval_normalisation(cfg):
     t, channels = cfg.DATA.TEST.TRANSFORMS, cfg.MODEL.TRUNK.RESNETS.INPUT_CHANNELS
-    mean = torch.tensor(list(t.MEAN) * (channels // len(t.MEAN))).view(1, -1, 1, 1)
-    std = torch.tensor(list(t.STD) * (channels // len(t.STD))).view(1, -1, 1, 1)
-    return t, mean, std
+    return (t, per_channel(t.MEAN, channels, "DATA.TEST.TRANSFORMS.MEAN"),
+            per_channel(t.STD, channels, "DATA.TEST.TRANSFORMS.STD"))
 
 
 def evaluate_knn(model, train_split, test_split, cfg, device) -> float:
