@@ -59,8 +59,9 @@ def test_cli_explain_and_sweep(cli, tmp_path):
     result = cli("engine_name=explain", "+config/optimization=lars_multistep")
     assert result.returncode == 0, result.stderr
     assert "parameter groups:" in result.stdout and "sgd" not in result.stdout.split("\n")[0]
-    runs = list((tmp_path / "outputs" / "pretrain" / "simclr" / "simclr_digits").glob("explain.json"))
-    assert len(runs) == 1 and (runs[0].parent / "schedule.png").exists()
+    # one folder per experiment and set of overrides
+    run_dir = tmp_path / "outputs/pretrain/simclr/simclr_digits/+config/optimization=lars_multistep,engine_name=explain"
+    assert (run_dir / "explain.json").exists() and (run_dir / "schedule.png").exists()
     sweep = cli("-m", "engine_name=explain", "OPTIMIZER.weight_decay=1e-4,1e-5")
     assert sweep.returncode == 0, sweep.stderr
     assert len(list((tmp_path / "multirun").glob("*/*/*/explain.json"))) == 2
