@@ -50,21 +50,19 @@ def gather_object(env: DistEnv, obj) -> list:
     return out
 
 
+def _sum_over_ranks(value: float) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.item()
+
+
 def any_rank(env: DistEnv, flag: bool) -> bool:
     """True on every rank when `flag` is true on any (so all ranks stop at the same step)."""
-    if not env.active:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
+    return _sum_over_ranks(float(flag)) > 0 if env.active else flag
 
 
 def mean_over_ranks(env: DistEnv, value: float) -> float:
-    if not env.active:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return t.item() / env.world_size
+    return _sum_over_ranks(value) / env.world_size if env.active else value
 
 
 def destroy(env: DistEnv) -> None:

@@ -193,8 +193,10 @@ def _train(cfg, inferred, run_dir, device, env, stop) -> dict:
             for i, (images, labels) in enumerate(train_split.batches(batches, device)):
                 if i % accum == 0:
                     scheduler.apply(optimizer, step)
-                views = [augment(images, aug_gen)] if supervised else [augment(images, aug_gen), augment(images, aug_gen)]
-                inputs = torch.cat(views)
+                if supervised:
+                    inputs = augment(images, aug_gen)
+                else:
+                    inputs = torch.cat([augment(images, aug_gen), augment(images, aug_gen)])
                 if device.type == "cuda":
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 last_micro = (i + 1) % accum == 0
