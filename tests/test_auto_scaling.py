@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from vissl_lite.config.errors import ConfigError
+from vissl_lite.errors import ConfigError
 from vissl_lite.config.infer import infer_config
 from vissl_lite.config.load import compose, resolve
 from vissl_lite.optim.auto_scaling import auto_scale_schedule

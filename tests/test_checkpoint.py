@@ -112,7 +112,7 @@ def test_max_keep(tmp_path, sigterm_loss):
 
 
 def test_different_model_is_refused_with_keys(tmp_path, sigterm_loss):
-    from vissl_lite.engine.checkpoint import CheckpointError
+    from vissl_lite.errors import CheckpointError
 
     sigterm_loss["loss"] = SigtermAt(None)
     run(tmp_path, "OPTIMIZER.num_epochs=1")
@@ -163,7 +163,7 @@ def test_checkpoint_loads_with_weights_only(tmp_path, sigterm_loss):
 
 
 def test_weights_init_and_linear_eval(tmp_path, sigterm_loss):
-    from vissl_lite.config.errors import ConfigError
+    from vissl_lite.errors import ConfigError
 
     sigterm_loss["loss"] = SigtermAt(None)
     run(tmp_path / "pre", "OPTIMIZER.num_epochs=1")

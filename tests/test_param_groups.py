@@ -5,7 +5,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from vissl_lite.config.errors import ConfigError
+from vissl_lite.errors import ConfigError
 from vissl_lite.config.schema import OptimizerConfig
 from vissl_lite.models import ResNet, SSLModel
 from vissl_lite.models.heads import MLP

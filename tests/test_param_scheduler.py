@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from fvcore.common import param_scheduler as fv
 
-from vissl_lite.config.errors import ConfigError
+from vissl_lite.errors import ConfigError
 from vissl_lite.optim.param_scheduler import build_param_scheduler
 
 # Many points, including exact boundaries and points within 1e-6 of them.

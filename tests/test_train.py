@@ -8,9 +8,10 @@ import pytest
 import torch
 import yaml
 
-from vissl_lite.config.errors import ConfigError
+from vissl_lite.errors import ConfigError
 from vissl_lite.config.load import compose, resolve
-from vissl_lite.engine.train import TrainingError, train
+from vissl_lite.engine.train import train
+from vissl_lite.errors import TrainingError
 from vissl_lite.losses import LOSSES, register_loss
 
 TINY = [

@@ -10,7 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .config.errors import ConfigError
+from .errors import CheckpointError, ConfigError, TrainingError
 from .config.load import CONF_DIR, resolve
 from .config.overrides import check_override_keys
 
@@ -19,9 +19,6 @@ from .config.overrides import check_override_keys
 def config_errors_reported():
     """A bad config ends the run with a one-line message and exit status 2; an unusable
     checkpoint or a non-finite loss with status 1. No traceback unless HYDRA_FULL_ERROR=1."""
-    from .engine.checkpoint import CheckpointError
-    from .engine.train import TrainingError
-
     try:
         yield
     except (ConfigError, CheckpointError, TrainingError) as err:

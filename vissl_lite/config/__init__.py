@@ -2,7 +2,3 @@
 
 Import the submodules (`vissl_lite.config.load`, `.schema`, ...) directly.
 """
-
-from .errors import ConfigError
-
-__all__ = ["ConfigError"]

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..optim.auto_scaling import ScalingReport, auto_scale_schedule, value_slots
 from ..optim.group_scheduler import schedules_in_use
 from ..optim.param_scheduler import build_param_scheduler
-from .errors import ConfigError
+from ..errors import ConfigError
 from .plain import plain
 
 

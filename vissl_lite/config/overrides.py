@@ -4,7 +4,7 @@
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .validate import check_key_path
 
 

@@ -110,7 +110,7 @@ def per_channel(values, channels: int, key: str) -> torch.Tensor:
     """MEAN / STD as a [1, C, 1, 1] tensor; one value serves every channel."""
     values = list(values)
     if len(values) not in (1, channels):
-        from ..config.errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError(key, values, f"1 or {channels} numbers (one per channel)")
     return torch.tensor(values * (channels // len(values))).view(1, channels, 1, 1)

@@ -11,7 +11,7 @@ from typing import Iterator, List, Optional, Tuple
 import torch
 from torch.utils.data import DataLoader
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 from .sources import DIGITS_TEST, DIGITS_TOTAL, ImageFolder, count_images, load_digits, make_synthetic
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,13 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import CheckpointError
+
 log = logging.getLogger("vissl_lite")
 
 POINTER = "latest.json"
 FINAL = "model_final.torch"
 _STEP_FILE = re.compile(r"^checkpoint_step(\d+)\.torch$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used as asked; the message lists what does not fit."""
 
 
 def step_file(step: int) -> str:

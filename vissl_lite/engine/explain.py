@@ -29,7 +29,7 @@ def steps_per_epoch(cfg, world_size: int) -> int:
                                     train.DROP_LAST, "DATA.TRAIN.BATCHSIZE_PER_REPLICA")
     steps = micro // cfg.OPTIMIZER.accumulation_steps
     if steps == 0:
-        from ..config.errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError("OPTIMIZER.accumulation_steps", cfg.OPTIMIZER.accumulation_steps,
                           f"at most {micro}, the micro-batches per epoch")

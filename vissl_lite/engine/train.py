@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .. import distributed
-from ..config.errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..config.infer import Inferred
 from ..data import SSLAugment, build_split, center_view, index_batches, micro_batches_per_epoch
 from ..data.augment import per_channel
@@ -33,10 +33,6 @@ from .knn import extract_features, knn_top1
 from .metrics import MetricsWriter
 
 log = logging.getLogger("vissl_lite")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss); the message says where."""
 
 
 def pick_device(machine_cfg, local_rank: int) -> torch.device:

@@ -4,7 +4,7 @@ from typing import Dict, List, Sequence
 
 from torch import nn
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 from ..config.plain import plain
 from ..registry import registrar
 

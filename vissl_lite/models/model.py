@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 
 from .heads import build_heads
 from .resnet import build_trunk

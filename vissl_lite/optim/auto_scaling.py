@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Tuple
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 from .param_scheduler import VALUE_FIELDS
 
 

@@ -5,7 +5,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 from .larc import LARC
 from .optimizers import OPTIMIZERS
 from .param_groups import build_param_groups

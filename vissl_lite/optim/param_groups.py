@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from torch import nn
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 from ..config.plain import plain
 from .param_scheduler import build_param_scheduler
 

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..config.errors import ConfigError
+from ..errors import ConfigError
 
 # fvcore's tolerance for float noise in `where` at interval boundaries.
 WHERE_EPSILON = 1e-6
