@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from .errors import CheckpointError, ConfigError, TrainingError
-from .config.load import CONF_DIR, resolve
+from .config.load import CONF_DIR, register_schema, resolve
 from .config.overrides import check_override_keys
 
 
@@ -43,4 +43,5 @@ def _run(cfg: DictConfig) -> None:
 def main() -> None:
     with config_errors_reported():
         check_override_keys(sys.argv[1:], CONF_DIR)
+    register_schema()
     _run()

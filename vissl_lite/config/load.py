@@ -8,7 +8,25 @@ from omegaconf import DictConfig
 from .infer import Inferred, infer_config, resolve_world_size
 from .validate import validate_config
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+SCHEMA_NAME = "vissl_lite_schema"
+
+
+def _conf_dir() -> Path:
+    """The config tree: package data in an installed vissl_lite, conf/ beside it in a checkout."""
+    packaged = Path(__file__).resolve().parents[1] / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+
+
+CONF_DIR = _conf_dir()
+
+
+def register_schema() -> None:
+    """Put the typed schema into Hydra's ConfigStore, where conf/defaults.yaml names it."""
+    from hydra.core.config_store import ConfigStore
+
+    from .schema import VisslLiteConfig
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=VisslLiteConfig)
 
 
 def resolve(cfg: DictConfig) -> Tuple[DictConfig, Inferred]:
@@ -24,5 +42,6 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return hydra_compose(config_name="defaults", overrides=list(overrides))

@@ -1,27 +1,58 @@
-"""A look at the command line before Hydra composes it, so that a misspelt key gets our message
-(full key, close match, the keys allowed there) instead of Hydra's bare 'not in struct'."""
+"""A look at the command line and the experiment files it picks before Hydra composes them, so
+a misspelt key, a wrong type or a bad value gets our one-line message (full key, value, what is
+allowed, close match) instead of Hydra's merge error."""
 
 from pathlib import Path
-from typing import Sequence
+from typing import List, Sequence
+
+from omegaconf import OmegaConf
 
 from ..errors import ConfigError
-from .validate import check_key_path
+from .validate import check_key_path, check_partial
 
 
-def check_config_choice(conf_dir: Path, group: str, choice: str) -> None:
-    """Raise ConfigError naming the available files when conf/<group>/<choice>.yaml is missing."""
-    folder = conf_dir / group
-    if (folder / f"{choice}.yaml").is_file():
-        return
-    available = sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+def _search_dirs(overrides, conf_dir: Path) -> List[Path]:
+    """conf/ first, then every file:// entry of hydra.searchpath (users' own experiment folders)."""
+    dirs = [conf_dir]
+    for override in overrides:
+        if override.key_or_group == "hydra.searchpath" and isinstance(override.value(), list):
+            dirs += [Path(entry[len("file://"):]) for entry in override.value()
+                     if isinstance(entry, str) and entry.startswith("file://")]
+    return dirs
+
+
+def find_config_choice(dirs: Sequence[Path], group: str, choice: str) -> Path:
+    """The file <dir>/<group>/<choice>.yaml of the first search dir that has it, or a ConfigError
+    naming the choices available."""
+    for folder in dirs:
+        if (folder / group / f"{choice}.yaml").is_file():
+            return folder / group / f"{choice}.yaml"
+    available = sorted({str(p.relative_to(d / group).with_suffix("")) for d in dirs for p in (d / group).rglob("*.yaml")})
     if group == "config":  # presets are merged with +config/optimization=..., not chosen here
         available = [a for a in available if not a.startswith("optimization/")]
-    raise ConfigError(group, choice, "one of " + ", ".join(available), f"no file {folder / choice}.yaml")
+    raise ConfigError(group, choice, "one of " + ", ".join(available),
+                      f"no file {group}/{choice}.yaml in {', '.join(map(str, dirs))}")
+
+
+def check_experiment_file(path: Path) -> None:
+    """Check the keys an experiment or preset file sets, naming the file in the message."""
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as err:  # a YAML syntax error: say where
+        raise ConfigError(str(path), "<unreadable YAML>", "a YAML mapping", str(err).splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), data, "a YAML mapping of config keys")
+    if "config" in data and isinstance(data["config"], dict):
+        raise ConfigError(str(path), "a `config:` root", "vissl_lite's top-level sections (OPTIMIZER, DATA, ...)",
+                          "a VISSL-format file; vissl_lite experiments set the sections at the top level")
+    data.pop("defaults", None)
+    check_partial(data, origin=str(path))
 
 
 def check_override_keys(args: Sequence[str], conf_dir: Path) -> None:
-    """Raise ConfigError for a `key=value` override whose key the schema does not know, or a
-    config-group choice (config=..., +config/optimization=...) with no file behind it."""
+    """Raise ConfigError for an override whose key the schema does not know or whose value it
+    does not allow, or for a config-group choice (config=..., +config/optimization=...) whose
+    file is missing or sets a bad key."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -30,13 +61,16 @@ def check_override_keys(args: Sequence[str], conf_dir: Path) -> None:
         overrides = OverridesParser.create().parse_overrides(candidates)
     except HydraException:
         return  # Hydra reports syntax errors itself, with their position
+    dirs = _search_dirs(overrides, conf_dir)
     for override in overrides:
         key = override.key_or_group
         if (key == "config" or key.startswith("config/")) and isinstance(override.value(), str):
-            check_config_choice(conf_dir, key, override.value())
+            check_experiment_file(find_config_choice(dirs, key, override.value()))
             continue
-        if override.is_add() or override.is_delete() or override.package is not None:
-            continue  # '+key' additions are checked after composition; '~key' by Hydra
+        if override.is_delete() or override.package is not None:
+            continue  # '~key' by Hydra
         if key.split(".")[0] == "hydra" or "/" in key or key == "config":
             continue  # Hydra's own settings and config-group choices
-        check_key_path(key, override.value())
+        value = override.value()
+        checkable = not override.is_sweep_override() and not (isinstance(value, str) and "${" in value)
+        check_key_path(key, value, check_value=checkable)

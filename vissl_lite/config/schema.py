@@ -11,13 +11,15 @@ from typing import Any, Dict, List, Optional
 
 
 def spec(default=None, *, factory=None, doc: str = "", choices=None, ge=None, gt=None, le=None, lt=None,
-         finite: bool = True):
+         length=None, finite: bool = True):
     """A dataclass field with its one-line documentation and optional constraints.
 
     Constraints apply to the value, or to every element of a list value; None passes them.
+    `length` is the exact length of a list value (an int) or its allowed lengths (a tuple).
     Floats must be finite unless `finite=False`.
     """
-    meta = {k: v for k, v in dict(choices=choices, ge=ge, gt=gt, le=le, lt=lt).items() if v is not None}
+    meta = {k: v for k, v in dict(choices=choices, ge=ge, gt=gt, le=le, lt=lt, length=length).items()
+            if v is not None}
     meta.update(doc=doc, finite=finite)
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
@@ -123,7 +125,7 @@ class OptimizerConfig:
     weight_decay: float = spec(1e-4, ge=0, doc="trunk weight decay (>= 0)")
     momentum: float = spec(0.9, ge=0, lt=1, doc="sgd / rmsprop / lars momentum, in [0, 1)")
     nesterov: bool = spec(False, doc="sgd only")
-    betas: List[float] = spec(factory=_list(0.9, 0.999), ge=0, lt=1, doc="adam / adamw")
+    betas: List[float] = spec(factory=_list(0.9, 0.999), ge=0, lt=1, length=2, doc="adam / adamw")
     eps: float = spec(1e-8, ge=0, doc="adam / adamw / rmsprop")
     amsgrad: bool = spec(False, doc="adam / adamw")
     num_epochs: int = spec(90, gt=0, doc="length of training; schedules span exactly this")
@@ -148,13 +150,13 @@ class OptimizerConfig:
 @dataclass
 class TransformsConfig:
     CROP_SIZE: int = spec(224, gt=0, doc="random resized crop output side")
-    CROP_SCALE: List[float] = spec(factory=_list(0.08, 1.0), gt=0, le=1, doc="crop area range, fraction of the image")
+    CROP_SCALE: List[float] = spec(factory=_list(0.08, 1.0), gt=0, le=1, length=2, doc="crop area range, fraction of the image")
     HFLIP_P: float = spec(0.5, ge=0, le=1, doc="horizontal flip probability")
     COLOR_DISTORTION_STRENGTH: float = spec(1.0, ge=0, doc="SimCLR colour jitter strength s (0.8s, 0.8s, 0.8s, 0.2s)")
     COLOR_JITTER_P: float = spec(0.8, ge=0, le=1, doc="probability of colour jitter")
     GRAYSCALE_P: float = spec(0.2, ge=0, le=1, doc="probability of grayscale")
     BLUR_P: float = spec(0.5, ge=0, le=1, doc="probability of Gaussian blur")
-    BLUR_SIGMA: List[float] = spec(factory=_list(0.1, 2.0), gt=0, doc="blur sigma range, in pixels at CROP_SIZE 224 (scaled with it)")
+    BLUR_SIGMA: List[float] = spec(factory=_list(0.1, 2.0), gt=0, length=2, doc="blur sigma range, in pixels at CROP_SIZE 224 (scaled with it)")
     SOLARIZE_P: float = spec(0.0, ge=0, le=1, doc="probability of solarization")
     MEAN: List[float] = spec(factory=_list(0.485, 0.456, 0.406), doc="normalisation mean per channel")
     STD: List[float] = spec(factory=_list(0.229, 0.224, 0.225), gt=0, doc="normalisation std per channel")
@@ -305,7 +307,7 @@ class CheckpointConfig:
     CHECKPOINT_FREQUENCY: int = spec(1, gt=0, doc="epochs between checkpoints (the final one is always written)")
     CHECKPOINT_ITER_FREQUENCY: int = spec(0, ge=0, doc="also every N optimizer steps (0: off)")
     AUTO_RESUME: bool = spec(True, doc="continue from the latest good checkpoint in DIR")
-    MAX_KEEP: int = spec(0, ge=0, doc="keep the newest N step checkpoints (0: all; model_final is always kept)")
+    MAX_KEEP: int = spec(3, ge=0, doc="keep the newest N step checkpoints (0: all; model_final is always kept)")
     LOAD_WEIGHTS_ONLY: bool = spec(False, doc="on resume take the model weights only (fresh optimizer; the step count carries on)")
 
 

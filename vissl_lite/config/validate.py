@@ -6,6 +6,7 @@ children), so one small walker does the type and range checks and the merge come
 
 import dataclasses
 import difflib
+import math
 import operator
 import typing
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
+from .consistency import check_consistency
 from .schema import VisslLiteConfig
 
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -24,12 +26,27 @@ def validate_config(cfg) -> DictConfig:
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     checked = _check(VisslLiteConfig, data, "", {})
     _check_registries(checked)
-    return OmegaConf.merge(OmegaConf.structured(VisslLiteConfig), checked)
+    typed = OmegaConf.merge(OmegaConf.structured(VisslLiteConfig), checked)
+    check_consistency(typed)
+    return typed
 
 
-def check_key_path(path: str, value=None) -> None:
-    """Raise ConfigError if `path` (dotted, as on the command line) names no schema key."""
+def check_partial(data: dict, origin: str = "") -> None:
+    """Check the keys a config fragment sets (an experiment file, a preset) against the schema
+    before Hydra composes it, so a bad file gets our one-line message, not a merge error."""
+    try:
+        _check(VisslLiteConfig, data, "", {})
+    except ConfigError as err:
+        if not origin:
+            raise
+        raise ConfigError(err.key, err.got, err.allowed, f"set in {origin}") from None
+
+
+def check_key_path(path: str, value=None, check_value: bool = False) -> None:
+    """Raise ConfigError if `path` (dotted, as on the command line) names no schema key, or,
+    with `check_value`, if `value` is not what that key allows."""
     tp: Any = VisslLiteConfig
+    meta: dict = {}
     done = []
     for part in path.split("."):
         tp = _strip_optional(tp)
@@ -38,12 +55,15 @@ def check_key_path(path: str, value=None) -> None:
             hints = typing.get_type_hints(tp)
             if part not in hints:
                 raise _unknown_key(".".join(done), part, list(hints), value)
+            meta = dict(next(f for f in dataclasses.fields(tp) if f.name == part).metadata)
             tp = hints[part]
         elif origin is list and part.isdigit():
             tp = typing.get_args(tp)[0]
         else:  # inside a free-form Dict or Any: anything goes
             return
         done.append(part)
+    if check_value:
+        _check(tp, value, ".".join(done), meta)
 
 
 def _strip_optional(tp):
@@ -71,7 +91,7 @@ def _check(tp, value, path: str, meta: dict):
         return None
     tp = tp_inner
     origin = typing.get_origin(tp)
-    if tp is Any:
+    if tp is Any or (isinstance(value, str) and "${" in value):  # interpolations: checked once resolved
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -87,6 +107,12 @@ def _check(tp, value, path: str, meta: dict):
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(path, value, "a list" + _element_words(tp, meta))
+        lengths = meta.get("length")
+        lengths = (lengths,) if isinstance(lengths, int) else lengths
+        if lengths is not None and len(value) not in lengths:
+            words = " or ".join(map(str, lengths))
+            each = _element_words(tp, meta)
+            raise ConfigError(path, value, f"a list of {words} values" + (f", each{each[3:]}" if each else ""))
         (elem,) = typing.get_args(tp)
         return [_check(elem, v, f"{path}[{i}]", meta) for i, v in enumerate(value)]
     if origin is dict:
@@ -107,6 +133,8 @@ def _check_scalar(tp, value, path: str, meta: dict):
     if not ok:
         raise ConfigError(path, value, _describe(tp, meta))
     value = float(value) if tp is float else value
+    if tp is float and meta.get("finite", True) and not math.isfinite(value):
+        raise ConfigError(path, value, "a finite " + _describe(tp, meta)[2:])
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(path, value, _describe(tp, meta))
