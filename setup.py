@@ -2,12 +2,17 @@ from setuptools import find_packages, setup
 
 setup(
     name="vissl_lite",
-    version="0.1.0",
+    version="0.2.0",
     description="A YAML-configured self-supervised trainer in the VISSL style",
-    packages=find_packages(include=["vissl_lite", "vissl_lite.*"]),
+    # The config tree conf/ ships inside the package as vissl_lite/conf, so an installed
+    # `vissl-lite` finds its experiments from any directory.
+    packages=find_packages(include=["vissl_lite", "vissl_lite.*"]) + ["vissl_lite.conf"],
+    package_dir={"vissl_lite.conf": "conf"},
+    package_data={"vissl_lite.conf": ["*.yaml", "**/*.yaml"]},
     python_requires=">=3.10",
-    # A range for installing elsewhere; requirements.txt pins the CPU wheel used here.
-    install_requires=["torch>=2.3", "hydra-core>=1.3.2,<1.4", "omegaconf>=2.3,<2.4", "numpy>=1.26",
+    # A range for installing elsewhere (nn.RMSNorm needs torch 2.4); requirements.txt pins the
+    # CPU wheel used here.
+    install_requires=["torch>=2.4", "hydra-core>=1.3.2,<1.4", "omegaconf>=2.3,<2.4", "numpy>=1.26",
                       "scikit-learn>=1.3", "pillow>=10", "tqdm>=4.66", "matplotlib>=3.8", "tensorboard>=2.15"],
     entry_points={"console_scripts": ["vissl-lite=vissl_lite.cli:main"]},
 )

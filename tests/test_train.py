@@ -23,6 +23,7 @@ TINY = [
     "MODEL.HEAD.PARAMS=[[mlp,{dims:[64,64,32],use_bn:true,use_relu:true}]]",
     "HOOKS.PROGRESS_BAR=false",
     "HOOKS.LOG_FREQUENCY=1",
+    "HOOKS.ONLINE_LINEAR_PROBE.ENABLED=false",  # on in the digits experiment; its own test below
 ]
 
 
@@ -131,7 +132,8 @@ def test_image_folder_errors(tmp_path):
         run(tmp_path / "run", *FOLDER, f"DATA.TRAIN.DATA_PATHS=[{missing}]")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="found none"):
-        run(tmp_path / "run", *FOLDER, f"DATA.TRAIN.DATA_PATHS=[{tmp_path / 'empty'}]")
+        run(tmp_path / "run", *FOLDER, f"DATA.TRAIN.DATA_PATHS=[{tmp_path / 'empty'}]",
+            f"DATA.TEST.DATA_PATHS=[{tmp_path / 'empty'}]")
     with pytest.raises(ConfigError, match="DATA.TRAIN.DATA_PATHS: got \\[\\]"):
         run(tmp_path / "run", *FOLDER)
     write_images(tmp_path / "broken", 0, corrupt=8)
@@ -143,3 +145,22 @@ def test_image_folder_errors(tmp_path):
 def test_head_width_must_match_the_trunk(tmp_path):
     with pytest.raises(ConfigError, match=r"MODEL.HEAD.PARAMS\[0\]\[1\].dims\[0\]: got 128; allowed: 64"):
         run(tmp_path, "MODEL.HEAD.PARAMS=[[mlp,{dims:[128,32]}]]")
+
+
+def test_online_linear_probe_learns_without_touching_pretraining(tmp_path):
+    probe = ["HOOKS.KNN_MONITOR.ENABLED=false", "HOOKS.ONLINE_LINEAR_PROBE.EVAL_PERIOD_EPOCHS=1",
+             "HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER.param_schedulers.lr.start_value=0.5"]
+    results, _ = run(tmp_path / "with", *probe, "HOOKS.ONLINE_LINEAR_PROBE.ENABLED=true")
+    run(tmp_path / "without", *probe)
+    records = read_metrics(tmp_path / "with")
+    top1 = [r["online_linear_top1"] for r in records if "online_linear_top1" in r]
+    assert len(top1) == 2 and results["online_linear_top1"] == top1[-1]
+    assert top1[-1] > 0.15  # 10 classes: above chance (0.1) after 16 steps on detached features
+    # its own schedule: cosine 0.5 -> 0 over the 16 steps, logged under its wrapper's name
+    lrs = [r["online_linear_probe/lr/trunk_regularized"] for r in records if "loss" in r]
+    assert lrs == pytest.approx([0.25 * (1 + math.cos(math.pi * k / 16)) for k in range(16)], rel=1e-12)
+    # the pretraining loss never sees the probe: the trunk and heads end bitwise equal
+    final = [torch.load(tmp_path / d / "checkpoints/model_final.torch", weights_only=True) for d in ("with", "without")]
+    assert final[0]["model"].keys() == final[1]["model"].keys()
+    assert all(torch.equal(final[0]["model"][k], final[1]["model"][k]) for k in final[0]["model"])
+    assert set(final[0]["optim_wrappers"]) == {"model", "online_linear_probe"}

@@ -50,6 +50,15 @@ def gather_object(env: DistEnv, obj) -> list:
     return out
 
 
+def broadcast_object(env: DistEnv, obj):
+    """Rank 0's obj (any picklable object) on every rank; the others' obj is ignored."""
+    if not env.active:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def _sum_over_ranks(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t)

@@ -13,7 +13,9 @@ from ..errors import ConfigError
 
 def check_consistency(cfg) -> None:
     training = cfg.engine_name == "train"
-    for split in ("TRAIN", "TEST"):
+    hooks = cfg.HOOKS
+    test_used = hooks.KNN_MONITOR.ENABLED or hooks.ONLINE_LINEAR_PROBE.ENABLED or cfg.LOSS.name == "cross_entropy"
+    for split in ("TRAIN", "TEST") if test_used else ("TRAIN",):
         _check_split(cfg.DATA[split], f"DATA.{split}", cfg.MODEL.TRUNK.RESNETS.INPUT_CHANNELS, training)
     _check_optimizer(cfg.OPTIMIZER)
     if training:  # explain reads no data and writes no checkpoint

@@ -7,9 +7,9 @@ from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..optim.auto_scaling import ScalingReport, auto_scale_schedule, value_slots
-from ..optim.group_scheduler import schedules_in_use
-from ..optim.param_scheduler import build_param_scheduler
+from ..optim.auto_scaling import ScalingReport, auto_scale_schedule
+from ..optim.group_scheduler import check_schedules, schedules_in_use
+from ..optim.schedules import value_slots
 from ..errors import ConfigError
 from .plain import plain
 
@@ -55,12 +55,12 @@ _RANGES = {
 }
 
 
-def check_schedule_ranges(opt, keys) -> None:
+def check_schedule_ranges(opt, keys, prefix: str = "OPTIMIZER") -> None:
     """Every value written in a schedule must be a legal value of what it schedules."""
     for key in keys:
         ok, allowed = _RANGES[key]
         schedule = plain(opt.param_schedulers[key])
-        for container, slot, full_key in value_slots(schedule, f"OPTIMIZER.param_schedulers.{key}"):
+        for container, slot, full_key in value_slots(schedule, f"{prefix}.param_schedulers.{key}"):
             value = container[slot]
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
                 raise ConfigError(full_key, value, allowed)
@@ -79,18 +79,29 @@ def infer_config(cfg: DictConfig, world_size: int, world_size_source: str = "") 
             f"({world_size_source}); scaling uses {world_size}"
         )
 
-    # Build every schedule once, as written, so a bad one stops the run here before any work.
+    infer_optimizer(opt, "OPTIMIZER", global_batch, inferred)
+    probe = cfg.HOOKS.ONLINE_LINEAR_PROBE
+    if probe.ENABLED:
+        probe.OPTIMIZER.num_epochs = opt.num_epochs
+        probe.OPTIMIZER.accumulation_steps = opt.accumulation_steps
+        infer_optimizer(probe.OPTIMIZER, "HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER", global_batch, inferred)
+    return cfg, inferred
+
+
+def infer_optimizer(opt, prefix: str, global_batch: int, inferred: Inferred) -> None:
+    """Check one optimizer section's schedules, scale its LR schedules by the global batch and
+    fill the head defaults, in place. `prefix` is the section's key path, for messages."""
+    # Check every schedule as written, so a bad one stops the run here before any work (the
+    # checks that need the steps per epoch run when the GroupScheduler builds them).
+    check_schedules(opt, prefix)
     in_use = schedules_in_use(opt)
-    for key in in_use:
-        schedule = plain(opt.param_schedulers[key])
-        build_param_scheduler({**schedule, "num_epochs": opt.num_epochs}, f"OPTIMIZER.param_schedulers.{key}")
-    check_schedule_ranges(opt, in_use)
+    check_schedule_ranges(opt, in_use, prefix)
     head = opt.head_optimizer_params
     lr_keys = ["lr", "lr_head"] if head.use_different_lr else ["lr"]
     for key in lr_keys:
         schedule = plain(opt.param_schedulers[key])
         if schedule["auto_lr_scaling"]["auto_scale"]:
-            scaled, report = auto_scale_schedule(schedule, f"OPTIMIZER.param_schedulers.{key}", global_batch)
+            scaled, report = auto_scale_schedule(schedule, f"{prefix}.param_schedulers.{key}", global_batch)
             opt.param_schedulers[key] = scaled
             inferred.scaling.append(report)
     if not head.use_different_lr:
@@ -99,4 +110,3 @@ def infer_config(cfg: DictConfig, world_size: int, world_size_source: str = "") 
         head.weight_decay = opt.weight_decay
         opt.param_schedulers.weight_decay_head = opt.param_schedulers.weight_decay
 
-    return cfg, inferred

@@ -9,6 +9,7 @@ from ..data.augment import center_view
 
 @torch.no_grad()
 def extract_features(trunk, split, transforms_cfg, mean, std, device, batch_size: int):
+    """Trunk features (float32, not normalised) of the split's evaluation view, and labels."""
     was_training = trunk.training
     trunk.eval()
     feats, labels = [], []
@@ -17,7 +18,7 @@ def extract_features(trunk, split, transforms_cfg, mean, std, device, batch_size
         x = center_view(images, transforms_cfg.CROP_SIZE, mean, std)
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        feats.append(F.normalize(trunk(x).float(), dim=1))
+        feats.append(trunk(x).float())
         labels.append(y)
     trunk.train(was_training)
     return torch.cat(feats), torch.cat(labels)
@@ -27,6 +28,7 @@ def knn_top1(bank, bank_labels, queries, query_labels, k: int = 20, temperature:
              chunk: int = 1024) -> float:
     """Each query's class = argmax_c sum over its k most similar bank items of class c of
     exp(cosine / temperature) (the InstDisc / DINO vote)."""
+    bank, queries = F.normalize(bank, dim=1), F.normalize(queries, dim=1)
     num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
     k = min(k, len(bank))
     correct = 0

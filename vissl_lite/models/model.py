@@ -25,8 +25,12 @@ class SSLModel(nn.Module):
             self.trunk.eval()
         return self
 
-    def forward(self, x):
-        return self.heads(self.trunk(x))
+    def forward(self, x, return_features: bool = False):
+        """The heads' output, and with `return_features` also the trunk's features (one forward,
+        so DDP sees a single call)."""
+        features = self.trunk(x)
+        out = self.heads(features)
+        return (out, features) if return_features else out
 
 
 def build_model(model_cfg) -> SSLModel:

@@ -1,0 +1,268 @@
+"""Optimizer wrappers with MMEngine's names and meaning: the one object the engine loop talks to.
+
+An `OptimWrapper` owns the optimizer (LARC-wrapped or not), gradient accumulation, clipping, and
+the application of the schedules: before optimizer step k it sets every group's hyperparameters
+for k, so the step counter k is the only schedule state. `AmpOptimWrapper` adds autocast and a
+loss scaler. `OptimWrapperDict` holds several named wrappers (e.g. the model's and an online
+linear probe's), each with its own groups and schedules.
+
+The MMEngine loop reads the same here:
+
+    with wrapper.optim_context(model):      # autocast (AMP); DDP no_sync on non-updating micro-steps
+        loss = model(inputs)
+    wrapper.update_params(loss)             # loss / accumulative_counts, backward, and every
+                                            # accumulative_counts calls: clip, step, zero_grad
+"""
+
+import contextlib
+from typing import Dict, Iterator, Optional, Sequence, Tuple
+
+import torch
+
+
+class OptimWrapper:
+    """`optimizer` + accumulation + clipping + schedules.
+
+    clip_grad: None, or MMEngine's dict: `dict(max_norm=..., norm_type=2)` (clip_grad_norm_) or
+    `dict(type="value", clip_value=...)` (clip_grad_value_). `scheduler` is anything with
+    `apply(optimizer, step)` (a GroupScheduler); without one the groups keep their values.
+    temp_frozen: [(parameters, steps)]: those parameters do not move for optimizer steps
+    0 .. steps-1 (VISSL's TEMP_FROZEN_PARAMS_ITER_MAP, DINO's freeze_last_layer, SwAV's frozen
+    prototypes). Their gradients are dropped after clipping, so every torch optimizer skips
+    them: no update, no weight decay, no change to their momentum or Adam moments.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, accumulative_counts: int = 1,
+                 clip_grad: Optional[dict] = None, scheduler=None,
+                 temp_frozen: Sequence[Tuple[Sequence[torch.Tensor], int]] = ()):
+        if accumulative_counts < 1:
+            raise ValueError(f"accumulative_counts must be >= 1, got {accumulative_counts}")
+        self.optimizer = optimizer
+        self.accumulative_counts = int(accumulative_counts)
+        self.clip_grad_kwargs = self._check_clip(clip_grad)
+        self.scheduler = scheduler
+        self.temp_frozen = [(list(params), int(steps)) for params, steps in temp_frozen]
+        self.step_count = 0  # optimizer steps taken: the schedules' only state
+        self._inner_count = 0  # backward calls (micro-steps) taken
+        self.last_grad_norm: Optional[torch.Tensor] = None  # a device tensor: read it at log steps only
+        self.apply_schedules()
+
+    @staticmethod
+    def _check_clip(clip_grad: Optional[dict]) -> Optional[dict]:
+        if not clip_grad:
+            return None
+        clip = dict(clip_grad)
+        kind = clip.pop("type", "norm")
+        if kind == "norm" and "max_norm" in clip:
+            return {"type": "norm", "max_norm": float(clip["max_norm"]), "norm_type": float(clip.get("norm_type", 2.0))}
+        if kind == "value" and "clip_value" in clip:
+            return {"type": "value", "clip_value": float(clip["clip_value"])}
+        raise ValueError(f"clip_grad must be dict(max_norm=..., norm_type=2) or dict(type='value', clip_value=...), "
+                         f"got {clip_grad}")
+
+    # ----------------------------------------------------------------- MMEngine's interface
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    def should_update(self) -> bool:
+        """True after the last micro-step of an optimizer step."""
+        return self._inner_count % self.accumulative_counts == 0
+
+    def should_sync(self) -> bool:
+        """True when the next backward completes an optimizer step (DDP must all-reduce)."""
+        return (self._inner_count + 1) % self.accumulative_counts == 0
+
+    @contextlib.contextmanager
+    def optim_context(self, model: torch.nn.Module) -> Iterator[None]:
+        """Around the forward: skips DDP's gradient all-reduce on micro-steps that do not update."""
+        if not self.should_sync() and hasattr(model, "no_sync"):
+            with model.no_sync():
+                yield
+        else:
+            yield
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss / self.accumulative_counts if self.accumulative_counts > 1 else loss
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self._inner_count % self.accumulative_counts == 0:
+            # Drop the last step's gradients only now, after the forward: the allocator hands
+            # their memory straight to this backward.
+            self.zero_grad()
+        loss.backward()
+        self._inner_count += 1
+
+    def update_params(self, loss: torch.Tensor) -> None:
+        self.backward(self.scale_loss(loss))
+        if self.should_update():
+            self.step()
+
+    def step(self) -> None:
+        """Set the schedules' values for this step, clip, step the optimizer, count the step."""
+        self.apply_schedules()
+        self._clip()
+        self._drop_frozen_grads()
+        self.optimizer.step()
+        self.step_count += 1
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def get_lr(self) -> Dict[str, list]:
+        return {"lr": [group["lr"] for group in self.param_groups]}
+
+    def get_momentum(self) -> Dict[str, list]:
+        """SGD / RMSprop / LARS momentum, or Adam's beta1 (as MMEngine reports it)."""
+        values = [g["momentum"] if "momentum" in g else g["betas"][0] if "betas" in g else 0.0
+                  for g in self.param_groups]
+        return {"momentum": values}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "step_count": self.step_count,
+                "inner_count": self._inner_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.set_step(state["step_count"])
+        self._inner_count = state["inner_count"]
+
+    # ----------------------------------------------------------------- vissl_lite's additions
+
+    def set_step(self, step: int) -> None:
+        """Continue at optimizer step `step` (resume): the schedules follow from it alone."""
+        self.step_count = int(step)
+        self._inner_count = self.step_count * self.accumulative_counts
+        self.apply_schedules()
+
+    def apply_schedules(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.apply(self.optimizer, self.step_count)
+
+    def _drop_frozen_grads(self) -> None:
+        for params, steps in self.temp_frozen:
+            if self.step_count < steps:
+                for p in params:
+                    p.grad = None
+
+    def _params(self):
+        return [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+
+    def _clip(self) -> None:
+        clip = self.clip_grad_kwargs
+        if clip is None:
+            return
+        self._unscale()
+        if clip["type"] == "norm":
+            self.last_grad_norm = torch.nn.utils.clip_grad_norm_(self._params(), clip["max_norm"], clip["norm_type"],
+                                                                 foreach=True)
+        else:
+            torch.nn.utils.clip_grad_value_(self._params(), clip["clip_value"], foreach=True)
+
+    def _unscale(self) -> None:
+        """Gradients are already in true units without a loss scaler."""
+
+
+class AmpOptimWrapper(OptimWrapper):
+    """OptimWrapper + autocast(dtype) around the forward + a loss scaler.
+
+    loss_scale: "dynamic" (torch's GradScaler: scale 2**16, halved on inf/nan, doubled after
+    2000 clean steps), a number (a static scale), or a dict of GradScaler arguments. A bfloat16
+    run needs no scaling (its exponent range is float32's), so its scaler is disabled: a
+    documented difference from MMEngine, which scales bfloat16 too.
+    """
+
+    def __init__(self, optimizer, dtype: str = "bfloat16", loss_scale="dynamic", accumulative_counts: int = 1,
+                 clip_grad: Optional[dict] = None, scheduler=None, temp_frozen=(), device_type: Optional[str] = None):
+        if dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"dtype must be bfloat16 or float16, got {dtype!r}")
+        self.dtype = getattr(torch, dtype)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.device_type = device_type or (params[0].device.type if params else "cpu")
+        enabled = self.dtype == torch.float16
+        if loss_scale == "dynamic":
+            self.loss_scaler = torch.amp.GradScaler(self.device_type, enabled=enabled)
+            self._static_scale = None
+        elif isinstance(loss_scale, (int, float)) and not isinstance(loss_scale, bool) and loss_scale > 0:
+            # A static scale: no growth, no backoff; update(new_scale) pins it after every step.
+            self.loss_scaler = torch.amp.GradScaler(self.device_type, init_scale=float(loss_scale), enabled=enabled)
+            self._static_scale = float(loss_scale)
+        elif isinstance(loss_scale, dict):
+            self.loss_scaler = torch.amp.GradScaler(self.device_type, enabled=enabled, **loss_scale)
+            self._static_scale = None
+        else:
+            raise ValueError(f"loss_scale must be 'dynamic', a number > 0 or a dict, got {loss_scale!r}")
+        super().__init__(optimizer, accumulative_counts, clip_grad, scheduler, temp_frozen)
+
+    @contextlib.contextmanager
+    def optim_context(self, model):
+        with super().optim_context(model), torch.autocast(self.device_type, dtype=self.dtype):
+            yield
+
+    def backward(self, loss):
+        super().backward(self.loss_scaler.scale(loss))
+
+    def step(self):
+        self.apply_schedules()
+        self._clip()
+        self._drop_frozen_grads()
+        self.loss_scaler.step(self.optimizer)
+        self.loss_scaler.update(self._static_scale)
+        self.step_count += 1
+
+    def _unscale(self):
+        self.loss_scaler.unscale_(self.optimizer)
+
+    def state_dict(self):
+        return {**super().state_dict(), "loss_scaler": self.loss_scaler.state_dict()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.loss_scaler.load_state_dict(state["loss_scaler"])
+
+
+class OptimWrapperDict:
+    """Named wrappers, each stepping its own parameters with its own schedules (MMEngine's
+    OptimWrapperDict). There is no update_params: each loss goes to its own wrapper."""
+
+    def __init__(self, **wrappers: OptimWrapper):
+        self.optim_wrappers: Dict[str, OptimWrapper] = dict(wrappers)
+
+    def __getitem__(self, name: str) -> OptimWrapper:
+        return self.optim_wrappers[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.optim_wrappers
+
+    def __iter__(self):
+        return iter(self.optim_wrappers)
+
+    def __len__(self) -> int:
+        return len(self.optim_wrappers)
+
+    def items(self):
+        return self.optim_wrappers.items()
+
+    def get_lr(self) -> Dict[str, list]:
+        return {f"{name}.lr": w.get_lr()["lr"] for name, w in self.items()}
+
+    def get_momentum(self) -> Dict[str, list]:
+        return {f"{name}.momentum": w.get_momentum()["momentum"] for name, w in self.items()}
+
+    def zero_grad(self) -> None:
+        for wrapper in self.optim_wrappers.values():
+            wrapper.zero_grad()
+
+    def set_step(self, step: int) -> None:
+        for wrapper in self.optim_wrappers.values():
+            wrapper.set_step(step)
+
+    def state_dict(self) -> dict:
+        return {name: w.state_dict() for name, w in self.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(self.optim_wrappers):
+            raise ValueError(f"optimizer wrappers {sorted(state)} in the checkpoint, {sorted(self.optim_wrappers)} here")
+        for name, wrapper in self.items():
+            wrapper.load_state_dict(state[name])
