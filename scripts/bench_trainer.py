@@ -35,6 +35,8 @@ def raw_loop(cfg, device, epochs):
     images = data.images.to(device)
     model = build_model(cfg.MODEL).to(device)
     optimizer = build_optimizer(cfg.OPTIMIZER, model)
+    for group in optimizer.param_groups:  # the constant LR the engine's schedule also gives
+        group["lr"] = cfg.OPTIMIZER.param_schedulers.lr.value * group["lr_mult"]
     loss_fn = build_loss(cfg.LOSS)
     augment = SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, channels)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -68,7 +70,7 @@ def main():
                  "OPTIMIZER.param_schedulers.lr.name=constant", "OPTIMIZER.param_schedulers.lr.value=0.3",
                  "OPTIMIZER.param_schedulers.lr.auto_lr_scaling.auto_scale=false",
                  f"OPTIMIZER.num_epochs={args.epochs}", "HOOKS.KNN_MONITOR.ENABLED=false",
-                 "HOOKS.PROGRESS_BAR=false", "CHECKPOINT.CHECKPOINT_FREQUENCY=1000", *args.overrides]
+                 "HOOKS.ONLINE_LINEAR_PROBE.ENABLED=false", "HOOKS.PROGRESS_BAR=false", "CHECKPOINT.CHECKPOINT_FREQUENCY=1000", *args.overrides]
     cfg, inferred = resolve(compose(overrides))
     device = pick_device(cfg.MACHINE, 0)
     raw, engine = [], []

@@ -56,6 +56,36 @@ def test_composite_keeps_a_lower_second_cycle_and_the_warmup_ratio():
     assert schedule["schedulers"][0]["end_value"] == 0.2  # the input is not modified
 
 
+def test_mmengine_base_value_and_absolute_values_scale_ratios_stay():
+    schedule = {"name": "mmengine", "base_value": 0.004, "schedulers": [
+        {"type": "LinearLR", "start_factor": 1e-5, "by_epoch": False, "end": 1000},
+        {"type": "CosineAnnealingLR", "eta_min": 0.0002, "begin": 150, "end": 300},
+        {"type": "CosineRestartLR", "periods": [5], "eta_min_ratio": 0.1}]}
+    scaled, report = scale(schedule, 1024, base_value=0.004)  # factor 4: peak 0.004 -> 0.016
+    assert scaled["base_value"] == pytest.approx(0.016)
+    assert scaled["schedulers"][1]["eta_min"] == pytest.approx(0.0008)
+    assert scaled["schedulers"][0]["start_factor"] == 1e-5 and scaled["schedulers"][2]["eta_min_ratio"] == 0.1
+    assert [(k, b) for k, b, _ in report.changes] == [("lr.base_value", 0.004), ("lr.schedulers[1].eta_min", 0.0002)]
+    assert report.lines()[1:] == ["  lr.base_value: 0.004 -> 0.016", "  lr.schedulers[1].eta_min: 0.0002 -> 0.0008"]
+
+
+def test_mmengine_one_cycle_peak_is_the_peak():
+    schedule = {"name": "mmengine", "base_value": 0.01, "schedulers": [{"type": "OneCycleLR", "eta_max": 0.1}]}
+    scaled, _ = scale(schedule, 512, base_value=0.3)  # peak eta_max 0.1 -> 0.6, r = 6
+    assert scaled["schedulers"][0]["eta_max"] == pytest.approx(0.6) and scaled["base_value"] == pytest.approx(0.06)
+
+
+def test_mmcv_base_value_and_min_lr_scale_ratios_stay():
+    schedule = {"name": "mmcv", "base_value": 0.02, "policy": "step", "step": [8, 11], "min_lr": 0.001,
+                "warmup": "linear", "warmup_iters": 500, "warmup_ratio": 0.001}
+    scaled, report = scale(schedule, 64, base_value=0.02)  # factor 1/4
+    assert scaled["base_value"] == pytest.approx(0.005) and scaled["min_lr"] == pytest.approx(0.00025)
+    assert scaled["warmup_ratio"] == 0.001 and len(report.changes) == 2
+    cosine = {"name": "mmcv", "base_value": 0.02, "policy": "CosineAnnealing", "min_lr_ratio": 1e-5}
+    scaled, report = scale(cosine, 512, base_value=0.02)
+    assert scaled["base_value"] == pytest.approx(0.04) and scaled["min_lr_ratio"] == 1e-5
+
+
 def test_missing_values_are_refused():
     with pytest.raises(ConfigError, match="lr.auto_lr_scaling.auto_scale"):
         scale({"name": "cosine"}, 512)

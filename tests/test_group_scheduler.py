@@ -2,11 +2,13 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from vissl_lite.config.schema import OptimizerConfig
+from vissl_lite.errors import ConfigError
 from vissl_lite.optim import build_optimizer
 from vissl_lite.optim.group_scheduler import GroupScheduler
 
@@ -87,3 +89,72 @@ def test_resume_at_any_step_sees_the_same_values():
     for k in range(17, 28):
         later.apply(resumed, k)
         assert [g["lr"] for g in resumed.param_groups] == history[k]
+
+
+MMENGINE_WARMUP_COSINE = {"name": "mmengine", "base_value": 0.4, "schedulers": [
+    {"type": "LinearLR", "start_factor": 0.1, "by_epoch": False, "end": 4},
+    {"type": "CosineAnnealingLR", "eta_min": 0.0, "begin": 1, "by_epoch": True, "convert_to_iter_based": True}]}
+
+
+def test_mmengine_schedule_times_each_groups_multiplier():
+    cfg = opt_cfg(num_epochs=3, **{"param_schedulers.lr": MMENGINE_WARMUP_COSINE,
+                                   "paramwise.custom_keys": {"heads": {"lr_mult": 2.0}}})
+    optimizer = build_optimizer(cfg, TwoPart())
+    sched = GroupScheduler(cfg, steps_per_epoch=4)
+    # warmup: 0.4 x (0.1 + 0.9 l / 3) for iterations 0-3; then a cosine over iterations 4-11
+    expected = [0.04, 0.16, 0.28, 0.4] + [0.4 * cos(l / 8) for l in range(8)]
+    for k in range(12):
+        sched.apply(optimizer, k)
+        groups = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        assert groups["trunk_regularized"] == pytest.approx(expected[k], rel=1e-12)
+        assert groups["head_regularized/custom:heads"] == pytest.approx(2 * expected[k], rel=1e-12)
+
+
+def test_momentum_schedules_start_from_optimizer_momentum():
+    mmengine = {"name": "mmengine", "schedulers": [{"type": "CosineAnnealingMomentum", "eta_min": 0.85,
+                                                    "by_epoch": False}]}
+    cfg = opt_cfg(num_epochs=2, momentum=0.95, **{"param_schedulers.lr": COSINE, "param_schedulers.momentum": mmengine})
+    optimizer = build_optimizer(cfg, TwoPart())
+    sched = GroupScheduler(cfg, steps_per_epoch=5)
+    for k in (0, 3, 9):
+        sched.apply(optimizer, k)
+        assert all(g["momentum"] == pytest.approx(0.85 + 0.1 * cos(k / 10)) for g in optimizer.param_groups)
+    cyclic = {"name": "mmcv", "policy": "cyclic", "base_value": 0.95, "target_ratio": [0.85 / 0.95, 1.0]}
+    cfg = opt_cfg(name="adamw", num_epochs=1, **{"param_schedulers.lr": COSINE, "param_schedulers.momentum": cyclic})
+    optimizer = build_optimizer(cfg, TwoPart())
+    GroupScheduler(cfg, steps_per_epoch=100).apply(optimizer, 40)  # the bottom of mmcv's cyclic momentum
+    assert all(g["betas"] == (pytest.approx(0.85), 0.999) for g in optimizer.param_groups)
+
+
+@pytest.mark.parametrize("lr", [MMENGINE_WARMUP_COSINE, {
+    "name": "mmcv", "base_value": 0.1, "policy": "step", "step": [2, 3], "warmup": "exp", "warmup_iters": 9}])
+def test_resume_is_exact_in_every_dialect(lr):
+    cfg = opt_cfg(num_epochs=4, **{"param_schedulers.lr": lr})
+    straight, history = build_optimizer(cfg, TwoPart()), []
+    sched = GroupScheduler(cfg, steps_per_epoch=4)
+    for k in range(16):
+        sched.apply(straight, k)
+        history.append([g["lr"] for g in straight.param_groups])
+    resumed, later = build_optimizer(cfg, TwoPart()), GroupScheduler(cfg, steps_per_epoch=4)
+    for k in range(9, 16):
+        later.apply(resumed, k)
+        assert [g["lr"] for g in resumed.param_groups] == history[k]
+    later.apply(resumed, 16)  # a finished run that resumes keeps the last step's values
+    assert [g["lr"] for g in resumed.param_groups] == history[15]
+
+
+def test_bad_schedule_is_a_config_error_naming_the_key():
+    bad = {"name": "mmengine", "base_value": 0.1, "schedulers": [{"type": "LinearLR", "by_epoch": False,
+                                                                  "begin": 50}]}
+    cfg = opt_cfg(num_epochs=2, **{"param_schedulers.lr": bad})
+    with pytest.raises(ConfigError, match=r"^OPTIMIZER\.param_schedulers\.lr\.schedulers\[0\]\.begin: got 50"):
+        GroupScheduler(cfg, steps_per_epoch=10)  # 20 iterations: the default end comes before begin
+
+
+def test_weight_decay_schedules_start_from_the_optimizers_weight_decay():
+    mmengine = {"name": "mmengine", "schedulers": [{"type": "LinearParamScheduler", "start_factor": 0.5,
+                                                    "by_epoch": False, "end": 3}]}
+    cfg = opt_cfg(num_epochs=1, weight_decay=0.04, **{"param_schedulers.lr": COSINE,
+                                                       "param_schedulers.weight_decay": mmengine})
+    sched = GroupScheduler(cfg, steps_per_epoch=4)
+    assert sched.schedule_values("weight_decay", np.arange(4)) == pytest.approx([0.02, 0.03, 0.04, 0.04])

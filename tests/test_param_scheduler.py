@@ -1,4 +1,5 @@
-"""Schedules against fvcore's own classes, and VISSL-only types against hand computation."""
+"""Where-fraction schedules against fvcore's own classes, VISSL-only types against hand
+computation; the registry, the refusal of `where` outside [0, 1) and the error layering."""
 
 import math
 
@@ -7,7 +8,14 @@ import pytest
 from fvcore.common import param_scheduler as fv
 
 from vissl_lite.errors import ConfigError
-from vissl_lite.optim.param_scheduler import build_param_scheduler
+from vissl_lite.optim.schedules import SCHEDULES, build_step_schedule, check_schedule
+from vissl_lite.optim.schedules.fractions import CosineWarmRestartParamScheduler, ParamScheduler
+
+
+def build_param_scheduler(cfg, key="OPTIMIZER.param_schedulers.lr"):
+    """The where-function a config writes (num_epochs, when given, is OPTIMIZER.num_epochs)."""
+    cfg = dict(cfg)
+    return check_schedule(cfg, key, cfg.pop("num_epochs", 90))
 
 # Many points, including exact boundaries and points within 1e-6 of them.
 WHERE = sorted(set(np.linspace(0, 0.999, 1000).tolist() + [0.1 - 1e-7, 0.1, 0.1 + 1e-7, 0.3 - 5e-7, 0.3,
@@ -24,6 +32,9 @@ CASES = [
     ({"name": "step", "values": [1.0, 0.5, 0.25, 0.125]}, fv.StepParamScheduler(10, [1.0, 0.5, 0.25, 0.125])),
     ({"name": "step_with_fixed_gamma", "base_value": 2.0, "gamma": 0.1, "num_decays": 3, "num_epochs": 12},
      fv.StepWithFixedGammaParamScheduler(2.0, 3, 0.1, 12)),
+    ({"name": "step_with_fixed_gamma", "base_value": 0.1, "gamma": 0.5, "num_decays": 4, "num_epochs": 90},
+     fv.StepWithFixedGammaParamScheduler(0.1, 4, 0.5, 90)),
+    ({"name": "exponential", "start_value": 2.0, "decay": 0.02}, fv.ExponentialParamScheduler(2.0, 0.02)),
     ({"name": "polynomial", "base_value": 0.5, "power": 2.0}, fv.PolynomialDecayParamScheduler(0.5, 2.0)),
     ({"name": "composite", "lengths": [0.1, 0.9], "interval_scaling": ["rescaled", "fixed"],
       "schedulers": [{"name": "linear", "start_value": 0.6, "end_value": 4.8},
@@ -57,11 +68,41 @@ def test_matches_fvcore(cfg, reference):
 def test_default_update_intervals_follow_classyvision():
     expected = {"constant": "epoch", "linear": "step", "cosine": "step", "multistep": "epoch", "step": "epoch",
                 "step_with_fixed_gamma": "step", "polynomial": "step"}
+    for name, interval in expected.items():
+        assert SCHEDULES[name].default_update_interval == interval
     for cfg, _ in CASES:
         if cfg["name"] in expected:
             assert build_param_scheduler(cfg).update_interval == expected[cfg["name"]]
     assert build_param_scheduler({"name": "cosine", "start_value": 1, "end_value": 0,
                                   "update_interval": "epoch"}).update_interval == "epoch"
+
+
+def test_step_with_fixed_gamma_uses_equal_buckets_of_where():
+    # ClassyVision: 90 epochs, 3 decays -> changes at where 0.25 / 0.5 / 0.75
+    cfg = {"name": "step_with_fixed_gamma", "base_value": 0.1, "gamma": 0.1, "num_decays": 3}
+    by_step = build_step_schedule(cfg, "lr", num_epochs=90, steps_per_epoch=2).values(np.arange(180))
+    changes = np.flatnonzero(np.diff(by_step)) + 1
+    assert changes.tolist() == [45, 90, 135]  # mid-epoch 22.5, epoch 45, mid-epoch 67.5
+    assert by_step[[0, 45, 90, 135]] == pytest.approx([0.1, 0.01, 0.001, 0.0001])
+    by_epoch = build_step_schedule({**cfg, "update_interval": "epoch"}, "lr", 90, 1).values(np.arange(90))
+    assert (np.flatnonzero(np.diff(by_epoch)) + 1).tolist() == [23, 45, 68]
+
+
+def test_where_outside_training_is_refused():
+    sched = build_param_scheduler({"name": "cosine", "start_value": 1.0, "end_value": 0.0})
+    for where in (1.0, 1.5, -0.01):
+        with pytest.raises(ValueError, match=r"where .* in \[0, 1\)"):
+            sched(where)
+    with pytest.raises(ValueError):
+        sched(np.array([0.5, 1.0]))
+    assert isinstance(sched, ParamScheduler) and sched(0.999999) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_steps_past_the_run_hold_the_last_value():
+    schedule = build_step_schedule({"name": "linear", "start_value": 0.0, "end_value": 1.0}, "lr", 2, 5)
+    assert schedule.values(10) == schedule.values(9) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="start at 0"):
+        schedule.values(-1)
 
 
 def test_inverse_sqrt_by_hand():
@@ -126,7 +167,7 @@ BAD = [
     ({"name": "multistep", "values": [1, 0.1, 0.01], "milestones": [5, 3], "num_epochs": 10},
      "lr.milestones", "strictly increasing"),
     ({"name": "multistep", "values": [1, 0.1, 0.01], "milestones": [3, 10], "num_epochs": 10},
-     "lr.milestones", "below OPTIMIZER.num_epochs=10"),
+     "lr.milestones", "below num_epochs=10"),
     ({"name": "multistep", "values": [1, 0.1, 0.01], "milestones": [3], "num_epochs": 10},
      "lr.milestones", "one fewer than values"),
     ({"name": "multistep", "values": [], "num_epochs": 10}, "lr.values", "non-empty"),
@@ -139,13 +180,17 @@ BAD = [
      "lr.base_value", "> 0"),
     ({"name": "polynomial", "base_value": 0, "power": 1}, "lr.base_value", "> 0"),
     ({"name": "cosine_warm_restart", "start_value": 1, "end_value": 0, "restart_interval_length": 0.5,
-      "wave_type": "quarter"}, "lr.wave_type", "half or full"),
+      "wave_type": "quarter"}, "lr.wave_type", "one of half, full"),
     ({"name": "cosine_warm_restart", "start_value": 1, "end_value": 0, "restart_interval_length": 1.5},
      "lr.restart_interval_length", "(0, 1]"),
     ({"name": "cosine_warm_restart", "start_value": 1, "end_value": 0, "restart_interval_length": 0},
      "lr.restart_interval_length", "(0, 1]"),
     ({"name": "cosine", "start_value": 1}, "lr.end_value", "required by cosine"),
-    ({"name": "multistep", "values": [1, 0.1]}, "lr.num_epochs", "OPTIMIZER.num_epochs"),
+    ({"name": "exponential", "start_value": 1, "decay": 0}, "lr.decay", "> 0"),
+    ({"name": "cosine", "start_value": 1, "end_value": 0, "update_interval": "batch"}, "lr.update_interval",
+     "one of step, epoch"),
+    ({"name": "composite", "lengths": [1.0], "schedulers": [{"name": "mmcv", "policy": "poly"}]},
+     "lr.schedulers[0].name", "a where-fraction type"),
 ]
 
 
@@ -153,7 +198,7 @@ BAD = [
 def test_bad_schedules_name_the_key(cfg, key, allowed):
     with pytest.raises(ConfigError) as err:
         build_param_scheduler(cfg, "OPTIMIZER.param_schedulers.lr")
-    assert f"OPTIMIZER.param_schedulers.{key}" in str(err.value)
+    assert str(err.value).startswith(f"OPTIMIZER.param_schedulers.{key}:")
     assert allowed in str(err.value)
 
 
@@ -162,3 +207,39 @@ def test_composite_child_key_is_named():
            "schedulers": [{"name": "constant", "value": 1}, {"name": "linear", "start_value": 1}]}
     with pytest.raises(ConfigError, match=r"lr\.schedulers\[1\]\.end_value"):
         build_param_scheduler(cfg, "lr")
+
+
+def test_the_maths_raise_plain_value_errors():
+    # Only the builder knows the config key: the schedule classes raise ValueError naming the argument.
+    with pytest.raises(ValueError) as err:
+        CosineWarmRestartParamScheduler(1.0, 0.0, restart_interval_length=1.5)
+    assert not isinstance(err.value, ConfigError) and str(err.value).startswith("restart_interval_length:")
+    assert "OPTIMIZER" not in str(err.value)
+
+
+def test_users_register_their_own_type():
+    @SCHEDULES.register
+    class SquareRootDecay(ParamScheduler):
+        """s(w) = base_value * sqrt(1 - w)."""
+
+        name, value_fields = "test_sqrt_decay", ("base_value",)
+
+        def __init__(self, base_value):
+            self.base_value = base_value
+
+        def _values(self, w):
+            return self.base_value * np.sqrt(1 - w)
+
+        @classmethod
+        def from_config(cls, f, context):
+            return cls(f.number("base_value", gt=0))
+
+    try:
+        schedule = build_step_schedule({"name": "test_sqrt_decay", "base_value": 2.0}, "lr", 1, 4)
+        assert schedule.values(np.arange(4)) == pytest.approx([2.0, 2 * 0.75**0.5, 2 * 0.5**0.5, 1.0])
+        with pytest.raises(ValueError, match="already registered"):
+            SCHEDULES.register(SquareRootDecay)
+        with pytest.raises(ConfigError, match=r"lr\.base_value: got -1"):
+            build_step_schedule({"name": "test_sqrt_decay", "base_value": -1}, "lr", 1, 4)
+    finally:
+        del SCHEDULES["test_sqrt_decay"]

@@ -5,8 +5,6 @@ from typing import Sequence, Tuple
 
 from omegaconf import DictConfig
 
-from .infer import Inferred, infer_config, resolve_world_size
-from .validate import validate_config
 
 SCHEMA_NAME = "vissl_lite_schema"
 
@@ -29,8 +27,12 @@ def register_schema() -> None:
     ConfigStore.instance().store(name=SCHEMA_NAME, node=VisslLiteConfig)
 
 
-def resolve(cfg: DictConfig) -> Tuple[DictConfig, Inferred]:
+def resolve(cfg: DictConfig) -> Tuple[DictConfig, "Inferred"]:
     """validate -> infer: the config every builder and engine works from."""
+    # Imported here: they pull in torch, which the command line's first checks do without.
+    from .infer import infer_config, resolve_world_size
+    from .validate import validate_config
+
     cfg = validate_config(cfg)
     world_size, source = resolve_world_size(cfg)
     return infer_config(cfg, world_size, source)

@@ -106,7 +106,8 @@ def _check(tp, value, path: str, meta: dict):
         return out
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(path, value, "a list" + _element_words(tp, meta))
+            each = _element_words(tp, meta)
+            raise ConfigError(path, value, "a list" + (f", each{each[3:]}" if each else ""))
         lengths = meta.get("length")
         lengths = (lengths,) if isinstance(lengths, int) else lengths
         if lengths is not None and len(value) not in lengths:

@@ -21,6 +21,7 @@ from .. import distributed
 from ..data import SSLAugment, build_split, index_batches, micro_batches_per_epoch
 from ..errors import ConfigError, TrainingError
 from ..models import build_model
+from ..models.trunks import input_channels
 from ..optim.build_wrapper import build_optim_wrapper
 from ..optim.wrapper import OptimWrapperDict
 from . import checkpoint as ckpt
@@ -54,7 +55,7 @@ class Trainer:
         cfg, env, device = self.cfg, self.env, self.device
         if env.is_main:
             self._write_run_header()
-        channels = cfg.MODEL.TRUNK.RESNETS.INPUT_CHANNELS
+        channels = input_channels(cfg.MODEL.TRUNK)
         self.train_split = build_split(cfg.DATA.TRAIN, "TRAIN", channels)
         if self.train_split.images is not None:
             self.train_split.images = self.train_split.images.to(device)
@@ -80,6 +81,7 @@ class Trainer:
                 log.info("training is already complete in %s (step %d of %d): evaluating only; "
                          "CHECKPOINT.AUTO_RESUME=false or another hydra.run.dir trains afresh",
                          self.folder, self.step, self.total_steps)
+        self.method.start(self.model, self.step, self.steps_per_epoch)
         self._distribute()
         hooks = cfg.HOOKS
         self.metrics = (MetricsWriter(self.run_dir, hooks.TENSORBOARD_SETUP.USE_TENSORBOARD, self.step)
@@ -120,8 +122,9 @@ class Trainer:
         self.probe = None
         if probe_cfg.ENABLED:
             self.probe = OnlineLinearProbe(model.trunk.out_dim, probe_cfg.NUM_CLASSES).to(device)
-            wrappers["online_linear_probe"] = build_optim_wrapper(probe_cfg.OPTIMIZER, self.probe, self.steps_per_epoch,
-                                                                  device_type=device.type)
+            wrappers["online_linear_probe"] = build_optim_wrapper(
+                probe_cfg.OPTIMIZER, self.probe, self.steps_per_epoch, device_type=device.type,
+                prefix="HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER")
         self.wrappers = OptimWrapperDict(**wrappers)
 
     def _distribute(self) -> None:

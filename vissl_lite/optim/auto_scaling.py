@@ -1,12 +1,17 @@
-"""Automatic LR scaling by the global batch size, one rule for every schedule type.
+"""Automatic LR scaling by the global batch size, one rule for every schedule type and dialect.
 
     factor = global_batch / base_lr_batch_size        (its square root for scaling_type=sqrt)
     scaled = auto_lr_scaling.base_value * factor
     r      = scaled / peak,  peak = the largest LR value written in the schedule
-    every written LR value v (in every composite child) becomes v * r
+    every written LR value v becomes v * r
 
 so the schedule's highest value becomes `scaled` and its shape (warmup ratios, decay ratios,
-a lower second cycle) is kept.
+a lower second cycle) is kept. The written LR values are each type's `value_fields`: start,
+end and plain values of the where-fraction types in every composite child; base_value plus the
+absolute floors and peaks of the MMEngine and mmcv dialects (eta_min, eta_max, min_lr). Ratios
+(start_factor, eta_min_ratio, min_lr_ratio, warmup_ratio, target_ratio) are left alone.
+E.g. mmengine base_value 0.004 with CosineAnnealingLR eta_min 0.0002, batch 1024 for 256 at
+base_value 0.004: r = 4, base_value 0.016, eta_min 0.0008.
 """
 
 import copy
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import List, Tuple
 
 from ..errors import ConfigError
-from .param_scheduler import VALUE_FIELDS
+from .schedules import value_slots
 
 
 @dataclass
@@ -33,22 +38,6 @@ class ScalingReport:
         head = (f"{self.key}: global batch {self.global_batch_size} / base {self.base_lr_batch_size} "
                 f"({self.scaling_type}) -> factor {self.factor:.6g}; peak LR {self.base_value:.6g} x factor = {self.scaled:.6g}")
         return [head] + [f"  {k}: {before:.6g} -> {after:.6g}" for k, before, after in self.changes]
-
-
-def value_slots(schedule: dict, key: str):
-    """(container, field or index, full key) for every LR value written in the schedule."""
-    name = schedule.get("name")
-    if name == "composite":
-        for i, child in enumerate(schedule.get("schedulers") or []):
-            yield from value_slots(child, f"{key}.schedulers[{i}]")
-        return
-    for name_ in VALUE_FIELDS.get(name, []):
-        value = schedule.get(name_)
-        if isinstance(value, list):
-            for i in range(len(value)):
-                yield value, i, f"{key}.{name_}[{i}]"
-        elif value is not None:
-            yield schedule, name_, f"{key}.{name_}"
 
 
 def auto_scale_schedule(schedule: dict, key: str, global_batch_size: int) -> Tuple[dict, ScalingReport]:

@@ -6,7 +6,6 @@ from typing import Optional, Sequence
 from torch import nn
 
 from ..errors import ConfigError
-
 from .build import build_optimizer
 from .group_scheduler import GroupScheduler
 from .wrapper import AmpOptimWrapper, OptimWrapper
@@ -15,11 +14,13 @@ from .wrapper import AmpOptimWrapper, OptimWrapper
 def build_optim_wrapper(optimizer_cfg, model: nn.Module, steps_per_epoch: int, *, amp: Optional[dict] = None,
                         clip_grad: Optional[dict] = None, non_trainable_params: Sequence[str] = (),
                         temp_frozen_params: Sequence = (), device_type: str = "cpu",
+                        prefix: str = "OPTIMIZER",
                         temp_frozen_key: str = "MODEL.TEMP_FROZEN_PARAMS_ITER_MAP") -> OptimWrapper:
     """amp: None, or dict(dtype="bfloat16"|"float16", loss_scale="dynamic"|number); clip_grad:
-    MMEngine's dict (see OptimWrapper); temp_frozen_params: [[name substring, steps], ...]."""
+    MMEngine's dict (see OptimWrapper); temp_frozen_params: [[name substring, steps], ...];
+    prefix: the optimizer section's key path, for messages."""
     optimizer = build_optimizer(optimizer_cfg, model, non_trainable_params)
-    scheduler = GroupScheduler(optimizer_cfg, steps_per_epoch)
+    scheduler = GroupScheduler(optimizer_cfg, steps_per_epoch, prefix)
     temp_frozen = resolve_temp_frozen(model, temp_frozen_params, temp_frozen_key)
     common = dict(accumulative_counts=optimizer_cfg.accumulation_steps, clip_grad=clip_grad, scheduler=scheduler,
                   temp_frozen=temp_frozen)
@@ -34,8 +35,9 @@ def resolve_temp_frozen(model: nn.Module, entries: Sequence, key: str):
     resolved = []
     named = list(model.named_parameters())
     for i, entry in enumerate(entries):
-        if (not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[0], str)
-                or isinstance(entry[1], bool) or not isinstance(entry[1], int) or entry[1] < 0):
+        # A composed config holds each entry as a ListConfig: any non-string sequence is an entry.
+        if (not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 2
+                or not isinstance(entry[0], str) or isinstance(entry[1], bool) or not isinstance(entry[1], int) or entry[1] < 0):
             raise ConfigError(f"{key}[{i}]", entry, "[parameter name or substring, optimizer steps >= 0]")
         pattern = entry[0][len("module."):] if entry[0].startswith("module.") else entry[0]
         params = [p for name, p in named if pattern in name]
