@@ -1,5 +1,5 @@
-"""Median optimizer step time: plain SGD (foreach), SGD in vissl_lite's LARC, and a
-per-parameter Python-loop LARC (the apex algorithm as written), stepped in turn in one process.
+"""Median optimizer step time: plain SGD (foreach), SGD in vissl_lite's LARC, and the same LARC
+on its single-tensor path (apex's per-parameter loop as written), stepped in turn in one process.
 
     python scripts/bench_optim.py [--steps 100] [--device cpu|cuda]
 
@@ -18,34 +18,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vissl_lite.models.resnet import ResNet  # noqa: E402
 from vissl_lite.optim.larc import LARC  # noqa: E402
-
-
-class LoopLARC:
-    """The apex LARC step, one parameter at a time (the reference)."""
-
-    def __init__(self, optimizer, trust_coefficient=1e-3, clip=False, eps=1e-8):
-        self.optim, self.tc, self.clip, self.eps = optimizer, trust_coefficient, clip, eps
-
-    @torch.no_grad()
-    def step(self):
-        wds = []
-        for group in self.optim.param_groups:
-            wd = group["weight_decay"]
-            wds.append(wd)
-            group["weight_decay"] = 0
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                p_norm, g_norm = torch.norm(p), torch.norm(p.grad)
-                if p_norm != 0 and g_norm != 0:
-                    adaptive = self.tc * p_norm / (g_norm + p_norm * wd + self.eps)
-                    if self.clip:
-                        adaptive = min(adaptive / group["lr"], 1)
-                    p.grad.add_(p, alpha=wd)
-                    p.grad.mul_(adaptive)
-        self.optim.step()
-        for group, wd in zip(self.optim.param_groups, wds):
-            group["weight_decay"] = wd
 
 
 def make_params(shapes, device):
@@ -94,7 +66,7 @@ def main():
     report = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(), "steps": args.steps}
     for case, shapes in cases.items():
         sgd_s, larc_s, loop_s = time_interleaved(
-            [sgd, lambda ps: LARC(sgd(ps)), lambda ps: LoopLARC(sgd(ps))], shapes, args.device, args.steps)
+            [sgd, lambda ps: LARC(sgd(ps)), lambda ps: LARC(sgd(ps), foreach=False)], shapes, args.device, args.steps)
         report[case] = {
             "tensors": len(shapes),
             "sgd_ms": round(sgd_s * 1e3, 3),

@@ -60,6 +60,13 @@ BAD_INPUTS = [
     (["DATA.TRAIN.BATCHSIZE_PER_REPLICA=5000"], ["DATA.TRAIN.BATCHSIZE_PER_REPLICA", "5000", "at most 1437"]),
     (["OPTIMIZER.accumulation_steps=100", "engine_name=explain"], ["OPTIMIZER.accumulation_steps", "100",
                                                                    "at most 5"]),
+    (["OPTIMIZER.name=lbfgs"], ["OPTIMIZER.name", "'lbfgs'", "steps once per batch", "closure"]),
+    (["OPTIMIZER.param_group_constructor=nope"], ["OPTIMIZER.param_group_constructor", "'nope'", "default",
+                                                  "lr_decay"]),
+    (["OPTIMIZER.name=adagrad", "OPTIMIZER.param_schedulers.momentum.name=constant",
+      "OPTIMIZER.param_schedulers.momentum.value=0.9"],
+     ["OPTIMIZER.param_schedulers.momentum.name", "'constant'", "null for an optimizer without momentum"]),
+    (["HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER.name=foo"], ["HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER.name", "'foo'", "sgd"]),
     # paths that must exist or be writable
     (["CHECKPOINT.DIR=/etc/hostname/checkpoints"], ["CHECKPOINT.DIR", "'/etc/hostname/checkpoints'",
                                                     "a folder this process can create and write", "is a file"]),

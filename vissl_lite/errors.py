@@ -9,7 +9,7 @@ class ConfigError(ValueError):
     """A bad config value: `<full key>: got <value>; allowed: <what is allowed> (<note>)`."""
 
     def __init__(self, key: str, got, allowed: str, note: str = ""):
-        self.key, self.got, self.allowed = key, got, allowed
+        self.key, self.got, self.allowed, self.note = key, got, allowed, note
         message = f"{key or '<root>'}: got {abbreviate(got)}; allowed: {allowed}"
         super().__init__(message + (f" ({note})" if note else ""))
 

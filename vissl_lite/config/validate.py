@@ -27,8 +27,31 @@ def validate_config(cfg) -> DictConfig:
     checked = _check(VisslLiteConfig, data, "", {})
     _check_registries(checked)
     typed = OmegaConf.merge(OmegaConf.structured(VisslLiteConfig), checked)
+    check_optimizer_section(typed.OPTIMIZER, "OPTIMIZER")
+    if typed.HOOKS.ONLINE_LINEAR_PROBE.ENABLED:
+        check_optimizer_section(typed.HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER, "HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER")
     check_consistency(typed)
     return typed
+
+
+def check_optimizer_section(optimizer_cfg, prefix: str) -> None:
+    """The optimizer name (refused ones with their reason), the param-group constructor and the
+    rules between group keys, checked before any work; messages name the section's full path."""
+    from ..optim.build import check_param_group_keys, optimizer_builder
+
+    try:
+        builder = optimizer_builder(optimizer_cfg)
+        check_param_group_keys(optimizer_cfg)
+    except ConfigError as err:
+        if prefix == "OPTIMIZER":
+            raise
+        raise ConfigError(prefix + err.key[len("OPTIMIZER"):], err.got, err.allowed, err.note) from None
+    momentum = optimizer_cfg.param_schedulers.momentum
+    keys = getattr(builder, "keys", None)  # a table row knows what it reads; users' builders may not
+    if momentum.name is not None and keys is not None and not {"momentum", "betas"} & set(keys):
+        raise ConfigError(f"{prefix}.param_schedulers.momentum.name", momentum.name,
+                          "null for an optimizer without momentum or betas",
+                          f"{optimizer_cfg.name} has no momentum to schedule")
 
 
 def check_partial(data: dict, origin: str = "") -> None:
@@ -164,11 +187,7 @@ def _check_registries(cfg: dict) -> None:
     """Names that users can extend from their own code are checked against the live registry."""
     from ..losses import LOSSES
     from ..models.heads import check_head_entry
-    from ..optim.optimizers import OPTIMIZERS
 
-    name = cfg.get("OPTIMIZER", {}).get("name")
-    if name is not None and name not in OPTIMIZERS:
-        raise ConfigError("OPTIMIZER.name", name, "one of " + ", ".join(sorted(OPTIMIZERS)))
     loss = cfg.get("LOSS", {}).get("name")
     if loss is not None and loss not in LOSSES:
         raise ConfigError("LOSS.name", loss, "one of " + ", ".join(sorted(LOSSES)))

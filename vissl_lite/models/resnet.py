@@ -104,6 +104,18 @@ class ResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    # Layer-wise LR decay asks the trunk for depths (vissl_lite.optim.layer_decay).
+    num_layers = 4
+
+    def param_depth(self, name: str) -> int:
+        """Depth of a parameter by its trunk-local name: the stem (conv1, bn1) 0, layerN.* N."""
+        top = name.split(".", 1)[0]
+        if top in ("conv1", "bn1"):
+            return 0
+        if top in ("layer1", "layer2", "layer3", "layer4"):
+            return int(top[5:])
+        raise ValueError(f"ResNet has no parameter {name!r}")
+
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))

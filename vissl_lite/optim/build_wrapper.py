@@ -37,7 +37,8 @@ def resolve_temp_frozen(model: nn.Module, entries: Sequence, key: str):
     for i, entry in enumerate(entries):
         # A composed config holds each entry as a ListConfig: any non-string sequence is an entry.
         if (not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 2
-                or not isinstance(entry[0], str) or isinstance(entry[1], bool) or not isinstance(entry[1], int) or entry[1] < 0):
+                or not isinstance(entry[0], str) or isinstance(entry[1], bool) or not isinstance(entry[1], int)
+                or entry[1] < 0):
             raise ConfigError(f"{key}[{i}]", entry, "[parameter name or substring, optimizer steps >= 0]")
         pattern = entry[0][len("module."):] if entry[0].startswith("module.") else entry[0]
         params = [p for name, p in named if pattern in name]

@@ -1,7 +1,13 @@
-"""LARC (layer-wise adaptive rate control) around any torch optimizer, with no per-parameter
-Python loop in the step."""
+"""LARC (layer-wise adaptive rate control, as in apex) around any torch optimizer.
+
+LARC is a full torch.optim.Optimizer (step hooks, profiler labels, lr_scheduler and GradScaler
+work on it) that shares the wrapped optimizer's param_groups and state. Its step has a
+readable single-tensor path, apex's loop as written, and a vectorised one with no
+per-parameter Python work; tests compare the two.
+"""
 
 import functools
+from typing import List
 
 import torch
 
@@ -18,44 +24,43 @@ class LARC(torch.optim.Optimizer):
         a = min(a / lr, 1)                    if clip  (lr = 0 gives a = 1)
         g = a * (g + wd * p)
 
-    Parameters with a zero norm or zero gradient norm keep g as it is (no weight decay folded).
-    The inner optimizer then steps with weight_decay 0, which is restored after the step.
-    With exclude_bias_and_norm, 1-D parameters (biases, norm weights) are not adapted
-    (a = 1) but still get g + wd * p, the inner optimizer's own (coupled) weight decay.
+    then the wrapped optimizer steps with weight_decay 0 (restored after the step). E.g.
+    p = (3, 4), g = (0, 1), wd = 0, trust_coefficient 0.01: a = 0.01 * 5 / 1 = 0.05, and SGD at
+    lr 1 moves p to (3, 3.95). Parameters with a zero norm or zero gradient norm keep g as it is
+    (no weight decay folded). With exclude_bias_and_norm, 1-D parameters (biases, norm weights)
+    are not adapted (a = 1) but still get g + wd * p, the inner optimizer's coupled weight
+    decay. foreach=False takes the single-tensor path.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, trust_coefficient=1e-3, clip=False, eps=1e-8,
-                 exclude_bias_and_norm=False):
+                 exclude_bias_and_norm=False, foreach: bool = True):
         for key, value in dict(trust_coefficient=trust_coefficient, eps=eps).items():
             if value < 0:
-                raise ValueError(f"OPTIMIZER.larc_config.{key} must be >= 0, got {value}")
-        # Deliberately no super().__init__: the wrapper owns no groups or state of its own.
+                raise ValueError(f"LARC {key} must be >= 0, got {value}")
         self.optim = optimizer
         self.trust_coefficient, self.clip, self.eps = trust_coefficient, clip, eps
-        self.exclude_bias_and_norm = exclude_bias_and_norm
+        self.exclude_bias_and_norm, self.foreach = exclude_bias_and_norm, foreach
         self._bucket_cache = None
-
-    # The inner optimizer's groups and state are the wrapper's: schedules, GradScaler and
-    # checkpoints see one set of objects.
-    param_groups = property(lambda self: self.optim.param_groups)
-    state = property(lambda self: self.optim.state)
-    defaults = property(lambda self: self.optim.defaults)
+        # The base init sets up the hooks and the profiled step. It gets copies of the groups so
+        # the inner optimizer is left untouched; then the wrapper adopts the inner's own groups,
+        # state and defaults: schedules, GradScaler and checkpoints see one set of objects.
+        super().__init__([dict(g) for g in optimizer.param_groups], optimizer.defaults)
+        self.param_groups, self.state, self.defaults = optimizer.param_groups, optimizer.state, optimizer.defaults
 
     def __repr__(self):
         return (f"LARC(trust_coefficient={self.trust_coefficient}, clip={self.clip}, eps={self.eps}, "
                 f"exclude_bias_and_norm={self.exclude_bias_and_norm}) around {self.optim!r}")
 
-    def state_dict(self):
-        return self.optim.state_dict()
+    def __getstate__(self):
+        # All of it, the inner optimizer included (the base keeps only defaults, state and
+        # groups); __setstate__ recreates the hook tables.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_optimizer_")}
 
     def load_state_dict(self, state_dict):
-        self.optim.load_state_dict(state_dict)
-
-    def zero_grad(self, set_to_none: bool = True):
-        self.optim.zero_grad(set_to_none=set_to_none)
-
-    def add_param_group(self, param_group):
-        self.optim.add_param_group(param_group)
+        """Loads as any optimizer (this wrapper's hooks run), then hands the new groups and state
+        to the inner optimizer's __setstate__, as its own load_state_dict would."""
+        super().load_state_dict(state_dict)
+        self.optim.__setstate__({"state": self.state, "param_groups": self.param_groups})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -72,8 +77,11 @@ class LARC(torch.optim.Optimizer):
                     wds.append(wd)
                     lrs.append(group["lr"])
                     adapt.append(not (self.exclude_bias_and_norm and p.ndim == 1))
-        if params:
-            self._adapt_gradients(params, wds, lrs, adapt)
+        if params and self.foreach:
+            self._adapt_multi_tensor(params, wds, lrs, adapt)
+        elif params:
+            _adapt_single_tensor(params, wds, lrs, adapt, trust_coefficient=self.trust_coefficient, clip=self.clip,
+                                 eps=self.eps)
         try:
             for group in self.param_groups:
                 group["weight_decay"] = 0.0
@@ -83,7 +91,7 @@ class LARC(torch.optim.Optimizer):
                 group["weight_decay"] = wd
         return loss
 
-    def _adapt_gradients(self, params, wds, lrs, adapt):
+    def _adapt_multi_tensor(self, params, wds, lrs, adapt):
         grads = [p.grad for p in params]
         stacks, rest = self._buckets(params)
         device = params[0].device
@@ -138,3 +146,20 @@ class LARC(torch.optim.Optimizer):
             rest = [i for i in range(len(params)) if i not in stacked]
             self._bucket_cache = (key, (stacks, rest))
         return self._bucket_cache[1]
+
+
+def _adapt_single_tensor(params: List[torch.Tensor], wds: List[float], lrs: List[float], adapt: List[bool], *,
+                         trust_coefficient: float, clip: bool, eps: float) -> None:
+    """apex's loop as written, one parameter at a time: the reference for the vectorised path."""
+    for p, wd, lr, adapted in zip(params, wds, lrs, adapt):
+        if not adapted:
+            p.grad.add_(p, alpha=wd)
+            continue
+        acc = torch.promote_types(p.dtype, torch.float32)
+        p_norm = torch.linalg.vector_norm(p, dtype=acc)
+        g_norm = torch.linalg.vector_norm(p.grad, dtype=acc)
+        if p_norm != 0 and g_norm != 0:
+            local = trust_coefficient * p_norm / (g_norm + p_norm * wd + eps)
+            if clip:
+                local = torch.clamp(local / lr, max=1.0)  # lr = 0: inf -> 1
+            p.grad.add_(p, alpha=wd).mul_(local)

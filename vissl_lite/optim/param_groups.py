@@ -1,149 +1,190 @@
-"""Parameter groups: trunk vs head, regularized vs not, plus per-parameter LR/decay multipliers.
+"""Parameter groups: one algebra for VISSL's flags and MMEngine's paramwise options.
 
-Each group is a dict torch.optim understands (`params`, `lr`, `weight_decay`) plus what the
-per-step schedule application needs:
-  name          readable, e.g. trunk_unregularized or head_regularized/custom:bn
-  lr_schedule   which schedule drives its LR ("lr" or "lr_head")
-  wd_schedule   which schedule drives its weight decay ("weight_decay" or "weight_decay_head")
-  regularized   False pins weight decay at 0 whatever the schedule says
-  lr_mult       multiplies the scheduled LR (custom_keys lr_mult x layer-wise decay)
-  decay_mult    multiplies the scheduled weight decay (custom_keys decay_mult)
+A parameter is known by its first name in model.named_parameters() (a shared parameter is
+optimised once, as its first name and that name's owner module say). Its group's values are
+
+    lr = schedule[lr_schedule] x lr_mult          wd = schedule[wd_schedule] x decay_mult
+
+  1-2. lr_mult and decay_mult from the paramwise rules (custom_keys, else MMEngine's type
+       multipliers; see paramwise.py);
+  3.   lr_decay constructor: lr_mult x decay ** (num_layers + 1 - depth) (see layer_decay.py);
+  4.   VISSL's hard rules last: regularize_bn=False (norm weights and biases),
+       regularize_bias=False (every bias) and non_regularized_parameters (name substrings)
+       make the parameter unregularized: weight decay 0 whatever the schedule, decay_mult 0.
+
+Each group is a dict torch.optim understands plus what the schedules and checkpoints need:
+  params, param_names  the parameters and their first names
+  name                 readable, e.g. trunk_regularized, head_unregularized/custom:bn/depth5
+  lr, weight_decay     0.0 and the base weight decay x decay_mult (0 when unregularized); the
+                       schedules set both before the first step
+  lr_schedule          "lr" or "lr_head";  wd_schedule  "weight_decay" or "weight_decay_head"
+  regularized          False pins weight decay at 0
+  lr_mult, decay_mult  the multipliers above
+
+Head parameters are those whose first name lies under model.heads; everything else is trunk.
 """
 
-import logging
-import re
-import warnings
-from typing import Dict, List, Sequence, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..config.plain import plain
-from .param_scheduler import build_param_scheduler
+from ..registry import registrar
+from .layer_decay import layer_decay_multiplier, parameter_depths
+from .paramwise import NORM_LAYERS, Paramwise
 
-NORM_LAYERS: Tuple[type, ...] = (
-    nn.modules.batchnorm._NormBase,  # BatchNorm*d, SyncBatchNorm, InstanceNorm*d, LazyBatchNorm
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.RMSNorm,
-    nn.LocalResponseNorm,
-    nn.CrossMapLRN2d,
-)
-
-_LAYER_INDEX = re.compile(r"(?:^|\.)layer(\d+)\.")
-
-log = logging.getLogger(__name__)
+GROUP_KEYS = ("params", "param_names", "name", "lr", "weight_decay", "lr_schedule", "wd_schedule", "regularized",
+              "lr_mult", "decay_mult")
 
 
-def schedule_start(schedule_cfg, num_epochs: int, key: str) -> float:
-    """The value of one `param_schedulers` entry at the start of training."""
-    return build_param_scheduler({**plain(schedule_cfg), "num_epochs": num_epochs}, key)(0.0)
+@dataclass(frozen=True)
+class ParamGroupOptions:
+    """The OPTIMIZER keys that shape the groups, as plain values (see build.py for the mapping).
 
-
-def head_uses(optimizer_cfg) -> Tuple[str, str, float]:
-    """(LR schedule, weight-decay schedule, base weight decay) that drive head groups."""
-    head = optimizer_cfg.head_optimizer_params
-    return (
-        "lr_head" if head.use_different_lr else "lr",
-        "weight_decay_head" if head.use_different_wd else "weight_decay",
-        head.weight_decay if head.use_different_wd else optimizer_cfg.weight_decay,
-    )
-
-
-def _norm_and_bias_params(model: nn.Module) -> Tuple[set, set]:
-    norm, bias = set(), set()
-    for module in model.modules():
-        for local_name, p in module.named_parameters(recurse=False):
-            if isinstance(module, NORM_LAYERS):
-                norm.add(p)
-            if local_name == "bias":
-                bias.add(p)
-    return norm, bias
-
-
-def layer_depth(name: str, is_head: bool, num_layers: int) -> int:
-    """ResNet depth for layer-wise LR decay: stem 0, layerN N, heads num_layers + 1."""
-    if is_head:
-        return num_layers + 1
-    match = _LAYER_INDEX.search(name)
-    return int(match.group(1)) if match else 0
-
-
-def build_param_groups(
-    optimizer_cfg, model: nn.Module, non_trainable_params: Sequence[str] = ()
-) -> List[Dict]:
-    """Split the model's trainable parameters into named optimizer groups (see module doc).
-
-    `non_trainable_params` are exact parameter names (MODEL.NON_TRAINABLE_PARAMS) left out
-    like parameters with requires_grad=False.
+    head_weight_decay None: head groups share the trunk's weight decay and its schedule;
+    a number: their own base value, scheduled by weight_decay_head.
     """
-    named = dict(model.named_parameters())  # a shared parameter appears once
-    unknown = [n for n in non_trainable_params if n not in named]
+
+    weight_decay: float = 1e-4
+    head_lr_schedule: str = "lr"
+    head_weight_decay: Optional[float] = None
+    regularize_bn: bool = False
+    regularize_bias: bool = True
+    non_regularized_parameters: Sequence[str] = ()
+    non_trainable: Sequence[str] = ()
+    paramwise: Paramwise = field(default_factory=Paramwise)
+    layer_decay: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)  # eq would compare tensors elementwise
+class ParamSetting:
+    """One trainable parameter's place: its group is decided by everything but name and param."""
+
+    name: str
+    param: torch.Tensor
+    part: str  # "trunk" | "head"
+    regularized: bool
+    lr_mult: float
+    decay_mult: float
+    tags: Tuple[str, ...]  # why the multipliers are what they are, for the group name
+
+
+def owned_parameters(model: nn.Module):
+    """(first name, local name, parameter, owner module) in model.named_parameters() order."""
+    seen = set()
+    for prefix, module in model.named_modules():
+        for local, p in module.named_parameters(recurse=False):
+            if p not in seen:
+                seen.add(p)
+                yield (f"{prefix}.{local}" if prefix else local), local, p, module
+
+
+def shared_parameters(model: nn.Module) -> List[Tuple[str, str]]:
+    """(first name, later name) for every parameter reachable under more than one name."""
+    first: Dict[torch.Tensor, str] = {}
+    pairs = []
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if p in first:
+            pairs.append((first[p], name))
+        else:
+            first[p] = name
+    return pairs
+
+
+def unknown_names(model: nn.Module, names: Sequence[str]) -> List[str]:
+    known = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    return [n for n in names if n not in known]
+
+
+def _frozen(model: nn.Module, names: Sequence[str]) -> set:
+    unknown = unknown_names(model, names)
     if unknown:
-        raise ConfigError("MODEL.NON_TRAINABLE_PARAMS", unknown, "exact parameter names of the model",
-                          f"e.g. {', '.join(list(named)[:3])}")
-    frozen = set(non_trainable_params)
-    trainable = [(n, p) for n, p in named.items() if p.requires_grad and n not in frozen]
+        raise ValueError(f"no parameters named {', '.join(unknown)}")
+    wanted = set(names)
+    return {p for n, p in model.named_parameters(remove_duplicate=False) if n in wanted}
 
-    num_epochs = optimizer_cfg.num_epochs
-    schedules = optimizer_cfg.param_schedulers
-    trunk_lr = schedule_start(schedules.lr, num_epochs, "OPTIMIZER.param_schedulers.lr")
-    if optimizer_cfg.construct_single_param_group_only:
-        return [dict(params=[p for _, p in trainable], name="all", lr=trunk_lr, weight_decay=optimizer_cfg.weight_decay,
-                     lr_schedule="lr", wd_schedule="weight_decay", regularized=True, lr_mult=1.0, decay_mult=1.0)]
 
-    head_lr_key, head_wd_key, head_wd = head_uses(optimizer_cfg)
-    lr_at_start = {"lr": trunk_lr}
-    if head_lr_key == "lr_head":
-        lr_at_start["lr_head"] = schedule_start(schedules.lr_head, num_epochs, "OPTIMIZER.param_schedulers.lr_head")
+def _trainable(model: nn.Module, options: ParamGroupOptions):
+    frozen = _frozen(model, options.non_trainable)
+    return [(n, local, p, m) for n, local, p, m in owned_parameters(model) if p.requires_grad and p not in frozen]
+
+
+def parameter_settings(model: nn.Module, options: ParamGroupOptions) -> List[ParamSetting]:
+    """Steps 1, 2 and 4 of the module doc for every trainable parameter."""
     heads = getattr(model, "heads", None)
-    head_params = {id(p) for p in heads.parameters()} if isinstance(heads, nn.Module) else set()
-    norm, bias = _norm_and_bias_params(model)
-    custom_keys = plain(optimizer_cfg.paramwise.custom_keys)
-    used_keys = set()
-    layer_decay = optimizer_cfg.param_group_constructor == "lr_decay"
-    decay = optimizer_cfg.layer_wise_lr_decay.decay
-    num_layers = max((layer_depth(n, False, 0) for n, _ in trainable), default=0)
-
-    groups: Dict[tuple, Dict] = {}
-    for name, p in trainable:
-        is_head = id(p) in head_params
+    # Judged on the first name: a module shared by trunk and heads is trunk if the trunk holds it first.
+    head_prefixes = tuple(f"{n}." for n, m in model.named_modules(remove_duplicate=False) if m is heads and n)
+    settings = []
+    for name, local, p, module in _trainable(model, options):
+        mults = options.paramwise.multipliers(name, local, p, module)
         regularized = not (
-            (p in norm and not optimizer_cfg.regularize_bn)
-            or (p in bias and not optimizer_cfg.regularize_bias)
-            or any(s in name for s in optimizer_cfg.non_regularized_parameters)
+            (isinstance(module, NORM_LAYERS) and not options.regularize_bn)
+            or (local == "bias" and not options.regularize_bias)
+            or any(s in name for s in options.non_regularized_parameters)
         )
-        matches = [k for k in custom_keys if k in name]
-        custom = max(matches, key=len) if matches else None
-        lr_mult = decay_mult = 1.0
-        suffix = ""
-        if custom is not None:
-            used_keys.add(custom)
-            lr_mult = custom_keys[custom].get("lr_mult", 1.0)
-            decay_mult = custom_keys[custom].get("decay_mult", 1.0)
-            suffix += f"/custom:{custom}"
-        if layer_decay:
-            depth = layer_depth(name, is_head, num_layers)
-            lr_mult *= decay ** (num_layers + 1 - depth)
-            suffix += f"/depth{depth}"
-        part = "head" if is_head else "trunk"
-        key = (part, regularized, suffix)
-        if key not in groups:
-            lr_key = head_lr_key if is_head else "lr"
-            base_wd = (head_wd if is_head else optimizer_cfg.weight_decay) if regularized else 0.0
-            groups[key] = dict(
-                params=[], param_names=[],
-                name=f"{part}_{'regularized' if regularized else 'unregularized'}{suffix}",
-                lr=lr_at_start[lr_key] * lr_mult, weight_decay=base_wd * decay_mult,
-                lr_schedule=lr_key, wd_schedule=head_wd_key if is_head else "weight_decay",
-                regularized=regularized, lr_mult=lr_mult, decay_mult=decay_mult,
-            )
-        groups[key]["params"].append(p)
-        groups[key]["param_names"].append(name)
+        tags = [mults.lr_rule] if mults.lr_rule else []
+        if regularized and mults.decay_rule and mults.decay_rule not in tags:
+            tags.append(mults.decay_rule)
+        settings.append(ParamSetting(
+            name=name, param=p, part="head" if name.startswith(head_prefixes) else "trunk", regularized=regularized,
+            lr_mult=mults.lr_mult, decay_mult=mults.decay_mult if regularized else 0.0, tags=tuple(tags)))
+    return settings
 
-    for key in custom_keys.keys() - used_keys:
-        message = f"OPTIMIZER.paramwise.custom_keys.{key} matches no trainable parameter name"
-        warnings.warn(message, stacklevel=2)
-        log.warning(message)
-    order = {("trunk", True): 0, ("trunk", False): 1, ("head", True): 2, ("head", False): 3}
-    return sorted(groups.values(), key=lambda g: (order[(g["name"].split("_")[0], g["regularized"])], g["name"]))
+
+def with_layer_decay(model: nn.Module, settings: List[ParamSetting], decay: float) -> List[ParamSetting]:
+    """Step 3: lr_mult x decay ** (num_layers + 1 - depth), the depth given by the trunk."""
+    num_layers, depths = parameter_depths(model)
+    return [replace(s, lr_mult=s.lr_mult * layer_decay_multiplier(depths[s.param], num_layers, decay),
+                    tags=s.tags + (f"depth{depths[s.param]}",)) for s in settings]
+
+
+def group_parameters(settings: Sequence[ParamSetting], options: ParamGroupOptions) -> List[Dict]:
+    """Parameters with equal settings share a group; groups come trunk regularized, trunk
+    unregularized, head regularized, head unregularized, then by name."""
+    groups: Dict[tuple, Dict] = {}
+    for s in settings:
+        key = (s.part, s.regularized, s.tags, s.lr_mult, s.decay_mult)
+        if key not in groups:
+            own_head_wd = s.part == "head" and options.head_weight_decay is not None
+            base_wd = options.head_weight_decay if own_head_wd else options.weight_decay
+            name = f"{s.part}_{'regularized' if s.regularized else 'unregularized'}" + "".join(f"/{t}" for t in s.tags)
+            groups[key] = dict(
+                params=[], param_names=[], name=name, lr=0.0, weight_decay=base_wd * s.decay_mult,
+                lr_schedule=options.head_lr_schedule if s.part == "head" else "lr",
+                wd_schedule="weight_decay_head" if own_head_wd else "weight_decay",
+                regularized=s.regularized, lr_mult=s.lr_mult, decay_mult=s.decay_mult,
+            )
+        groups[key]["params"].append(s.param)
+        groups[key]["param_names"].append(s.name)
+    rank = {("trunk", True): 0, ("trunk", False): 1, ("head", True): 2, ("head", False): 3}
+    return sorted(groups.values(), key=lambda g: (rank[(g["name"].split("_")[0], g["regularized"])], g["name"]))
+
+
+def single_group(model: nn.Module, options: ParamGroupOptions) -> List[Dict]:
+    """VISSL's construct_single_param_group_only: every trainable parameter at the trunk's LR
+    and weight decay; regularize_*, head and paramwise options do not apply."""
+    trainable = _trainable(model, options)
+    return [dict(params=[p for _, _, p, _ in trainable], param_names=[n for n, _, _, _ in trainable], name="all",
+                 lr=0.0, weight_decay=options.weight_decay, lr_schedule="lr", wd_schedule="weight_decay",
+                 regularized=True, lr_mult=1.0, decay_mult=1.0)]
+
+
+# ----------------------------------------------------------------------------- constructors
+
+ParamGroupConstructor = Callable[[nn.Module, ParamGroupOptions], List[Dict]]
+PARAM_GROUP_CONSTRUCTORS: Dict[str, ParamGroupConstructor] = {}
+register_param_group_constructor = registrar(PARAM_GROUP_CONSTRUCTORS, "param group constructor")
+
+
+@register_param_group_constructor("default")
+def default_param_groups(model: nn.Module, options: ParamGroupOptions) -> List[Dict]:
+    """Steps 1, 2 and 4 of the module doc."""
+    return group_parameters(parameter_settings(model, options), options)
+
+
+@register_param_group_constructor("lr_decay")
+def layer_decay_param_groups(model: nn.Module, options: ParamGroupOptions) -> List[Dict]:
+    """The default groups with layer-wise LR decay (step 3); one group per depth."""
+    settings = with_layer_decay(model, parameter_settings(model, options), options.layer_decay)
+    return group_parameters(settings, options)
