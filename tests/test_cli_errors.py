@@ -75,6 +75,8 @@ BAD_INPUTS = [
     (["DATA.TRAIN.DATA_SOURCES=[disk_folder]"], ["DATA.TRAIN.DATA_PATHS", "[]", "[a folder] for disk_folder"]),
     (["DATA.TRAIN.DATA_SOURCES=[disk_folder]", "DATA.TRAIN.DATA_PATHS=[/no/such/folder]"],
      ["DATA.TRAIN.DATA_PATHS[0]", "'/no/such/folder'", "an existing folder"]),
+    (["OPTIMIZER.non_regularized_parameters=[" + ",".join(["a_long_parameter_name_fragment"] * 10) + "]"],
+     ["hydra.run.dir", "folder names fit in 255 bytes", "set hydra.run.dir"]),
     # mutually exclusive options and impossible models
     (["OPTIMIZER.name=lars", "OPTIMIZER.use_larc=true"], ["OPTIMIZER.use_larc", "True", "false with OPTIMIZER.name=lars"]),
     (["OPTIMIZER.construct_single_param_group_only=true", "OPTIMIZER.head_optimizer_params.use_different_lr=true"],

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..models.trunks import input_channels, trunk_section
 
 
 def check_consistency(cfg) -> None:
@@ -16,22 +17,23 @@ def check_consistency(cfg) -> None:
     hooks = cfg.HOOKS
     test_used = hooks.KNN_MONITOR.ENABLED or hooks.ONLINE_LINEAR_PROBE.ENABLED or cfg.LOSS.name == "cross_entropy"
     for split in ("TRAIN", "TEST") if test_used else ("TRAIN",):
-        _check_split(cfg.DATA[split], f"DATA.{split}", cfg.MODEL.TRUNK.RESNETS.INPUT_CHANNELS, training)
+        _check_split(cfg.DATA[split], f"DATA.{split}", cfg.MODEL.TRUNK, training)
     _check_optimizer(cfg.OPTIMIZER)
     if training:  # explain reads no data and writes no checkpoint
         _check_paths(cfg)
 
 
-def _check_split(split, key: str, channels: int, training: bool) -> None:
+def _check_split(split, key: str, trunk, training: bool) -> None:
+    channels, channels_key = input_channels(trunk), f"MODEL.TRUNK.{trunk_section(trunk)}.INPUT_CHANNELS"
     t = split.TRANSFORMS
-    for name in ("CROP_SCALE", "BLUR_SIGMA"):
+    for name in ("CROP_SCALE", "LOCAL_CROP_SCALE", "BLUR_SIGMA"):
         low, high = t[name]
         if low > high:
             raise ConfigError(f"{key}.TRANSFORMS.{name}", [low, high], "[low, high] with low <= high")
     for name in ("MEAN", "STD"):
         if len(t[name]) not in (1, channels):
             raise ConfigError(f"{key}.TRANSFORMS.{name}", list(t[name]),
-                              f"1 value or {channels} (MODEL.TRUNK.RESNETS.INPUT_CHANNELS), one per channel")
+                              f"1 value or {channels} ({channels_key}), one per channel")
     if len(split.DATA_SOURCES) != 1:
         raise ConfigError(f"{key}.DATA_SOURCES", list(split.DATA_SOURCES),
                           "exactly one source per split: [digits], [synthetic] or [disk_folder]")

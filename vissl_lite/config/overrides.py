@@ -44,9 +44,27 @@ def check_experiment_file(path: Path) -> None:
         raise ConfigError(str(path), data, "a YAML mapping of config keys")
     if "config" in data and isinstance(data["config"], dict):
         raise ConfigError(str(path), "a `config:` root", "vissl_lite's top-level sections (OPTIMIZER, DATA, ...)",
-                          "a VISSL-format file; vissl_lite experiments set the sections at the top level")
+                          f"a VISSL-format file: {CONVERTER}")
     data.pop("defaults", None)
-    check_partial(data, origin=str(path))
+    try:
+        check_partial(data, origin=str(path))
+    except ConfigError as err:
+        if not _looks_like_vissl(data):
+            raise
+        raise ConfigError(str(path), f"VISSL's format (first at {err.key})",
+                          "vissl_lite's top-level sections (OPTIMIZER, DATA, ...)", CONVERTER) from None
+
+
+# The one-line pointer every VISSL-format file gets instead of a key-by-key fight.
+CONVERTER = "convert it with `python -m vissl_lite.convert FILE -o OUT.yaml` (vissl-lite-convert)"
+
+
+def _looks_like_vissl(data: dict) -> bool:
+    """A VISSL file with its `config:` root taken off: VISSL's TRANSFORMS list, or a top-level
+    key only VISSL has."""
+    splits = data["DATA"] if isinstance(data.get("DATA"), dict) else {}
+    transforms_list = any(isinstance(s, dict) and isinstance(s.get("TRANSFORMS"), list) for s in splits.values())
+    return transforms_list or bool({"VERBOSE", "TEST_ONLY", "TEST_MODEL", "METERS", "TRAINER"} & set(data))
 
 
 def check_override_keys(args: Sequence[str], conf_dir: Path) -> None:
@@ -62,6 +80,8 @@ def check_override_keys(args: Sequence[str], conf_dir: Path) -> None:
     except HydraException:
         return  # Hydra reports syntax errors itself, with their position
     dirs = _search_dirs(overrides, conf_dir)
+    if not any(a in ("-m", "--multirun") for a in args):
+        check_run_dir_name(overrides)
     for override in overrides:
         key = override.key_or_group
         if (key == "config" or key.startswith("config/")) and isinstance(override.value(), str):
@@ -74,3 +94,17 @@ def check_override_keys(args: Sequence[str], conf_dir: Path) -> None:
         value = override.value()
         checkable = not override.is_sweep_override() and not (isinstance(value, str) and "${" in value)
         check_key_path(key, value, check_value=checkable)
+
+
+def check_run_dir_name(overrides) -> None:
+    """The default run directory ends in the overrides joined (Hydra's override_dirname, the
+    experiment choice left out); a folder name past the file system's 255 bytes cannot be made."""
+    if any(o.key_or_group == "hydra.run.dir" for o in overrides):
+        return
+    task = sorted(o.input_line for o in overrides
+                  if o.input_line and not o.key_or_group.startswith("hydra") and o.key_or_group != "config")
+    name = ",".join(task)
+    if len(name.encode()) > 255:
+        raise ConfigError("hydra.run.dir", f"outputs/<experiment>/{name}",
+                          "a run directory whose folder names fit in 255 bytes",
+                          f"these overrides name a {len(name.encode())}-byte folder; set hydra.run.dir=<a folder>")

@@ -43,20 +43,24 @@ class AutoLRScalingConfig:
 
 @dataclass
 class ScheduleConfig:
-    # Types only: None means "not set", and build_param_scheduler checks what each schedule
-    # type needs, so the same checks serve configs and plain dicts from users' scripts.
-    name: Optional[str] = spec(None, doc="the schedule type (see above)")
-    update_interval: Optional[str] = spec(None, doc="step | epoch; null: the type's default (ClassyVision's)")
+    # Types only: None (or an empty list) means "not set", and the schedule builder
+    # (vissl_lite/optim/schedules) checks what each type needs, so the same checks serve configs
+    # and plain dicts from users' scripts. One flat set of keys serves the three dialects:
+    # VISSL / ClassyVision types, name: mmengine (its schedulers list) and name: mmcv
+    # (docs/schedules.md translates between them).
+    name: Optional[str] = spec(None, doc="the schedule type: constant | linear | cosine | exponential | multistep | step | step_with_fixed_gamma | polynomial | inverse_sqrt | cosine_warm_restart | composite | mmengine | mmcv | registered")
+    update_interval: Optional[str] = spec(None, doc="VISSL types: step | epoch; null: the type's default (ClassyVision's)")
     values: List[float] = spec(factory=list, doc="multistep, step: one value per piece")
-    milestones: List[int] = spec(factory=list, doc="multistep: epochs where the next value starts")
-    start_value: Optional[float] = spec(None, doc="linear, cosine, inverse_sqrt, cosine_warm_restart")
+    milestones: List[int] = spec(factory=list, doc="multistep: epochs where the next value starts; MultiStepLR: steps of its window where it decays")
+    start_value: Optional[float] = spec(None, doc="linear, cosine, exponential, inverse_sqrt, cosine_warm_restart")
     end_value: Optional[float] = spec(None, doc="linear, cosine, cosine_warm_restart")
     value: Optional[float] = spec(None, doc="constant")
-    base_value: Optional[float] = spec(None, doc="polynomial, step_with_fixed_gamma")
-    power: Optional[float] = spec(None, doc="polynomial")
-    gamma: Optional[float] = spec(None, doc="step_with_fixed_gamma: factor per decay (> 0)")
+    base_value: Optional[float] = spec(None, doc="polynomial, step_with_fixed_gamma; mmengine, mmcv: the optimizer's lr; null in a momentum / weight-decay schedule: OPTIMIZER.momentum / weight_decay")
+    power: Optional[float] = spec(None, doc="polynomial; PolyLR, mmcv poly (null: 1)")
+    gamma: Optional[float] = spec(None, doc="step_with_fixed_gamma: factor per decay (> 0); StepLR, MultiStepLR (null: 0.1), ExponentialLR; mmcv step (null: 0.1), exp, cyclic (null: 1)")
+    decay: Optional[float] = spec(None, doc="exponential: start_value x decay ** where (> 0)")
     num_decays: Optional[int] = spec(None, doc="step_with_fixed_gamma: number of decays (> 0)")
-    schedulers: List["ScheduleConfig"] = spec(factory=list, doc="composite: child schedules (same fields, nesting allowed)")
+    schedulers: List["ScheduleConfig"] = spec(factory=list, doc="composite: child schedules (same fields, nesting allowed); mmengine: MMEngine's schedulers, applied in list order")
     lengths: List[float] = spec(factory=list, doc="composite: fraction of training per child, summing to 1")
     interval_scaling: List[str] = spec(factory=list, doc="composite: rescaled | fixed per child; empty: all rescaled")
     restart_interval_length: Optional[float] = spec(None, doc="cosine_warm_restart: fraction of training per wave, in (0, 1]")
@@ -64,6 +68,40 @@ class ScheduleConfig:
     lr_multiplier: float = spec(1.0, doc="cosine_warm_restart: peak x lr_multiplier at each restart")
     is_adaptive: bool = spec(False, doc="cosine_warm_restart: restart peaks follow the single cosine")
     warmup_interval_length: Optional[float] = spec(None, doc="inverse_sqrt: where the decay reaches start_value, in [0, 1)")
+    # An entry of name: mmengine's schedulers list, with MMEngine's names and defaults.
+    type: Optional[str] = spec(None, doc="mmengine entry: LinearLR | ConstantLR | ExponentialLR | StepLR | MultiStepLR | CosineAnnealingLR | PolyLR | OneCycleLR | CosineRestartLR (also ...Momentum, ...ParamScheduler)")
+    begin: Optional[int] = spec(None, doc="mmengine entry: first step of its window, in epochs when by_epoch else iterations; null: 0")
+    end: Optional[int] = spec(None, doc="mmengine entry: end of its window (excluded); null: the end of training")
+    by_epoch: Optional[bool] = spec(None, doc="mmengine entry: steps once per epoch (null: true); mmcv: progress counts epochs (null: true, cyclic false)")
+    convert_to_iter_based: bool = spec(False, doc="mmengine entry: an epoch window and epoch counts x steps per epoch, stepped every iteration")
+    start_factor: Optional[float] = spec(None, doc="LinearLR: factor at begin, in (0, 1]; null: 1/3")
+    end_factor: Optional[float] = spec(None, doc="LinearLR: factor reached at end - 1, in [0, 1]; null: 1")
+    factor: Optional[float] = spec(None, doc="ConstantLR: factor until end - 1, in (0, 1]; null: 1/3")
+    step_size: Optional[int] = spec(None, doc="StepLR: decay every step_size steps of its window")
+    T_max: Optional[int] = spec(None, doc="CosineAnnealingLR: half-period of the cosine; null: end - begin")
+    eta_min: Optional[float] = spec(None, doc="CosineAnnealingLR (null: 0), PolyLR (null: 0), CosineRestartLR: the absolute floor")
+    eta_min_ratio: Optional[float] = spec(None, doc="CosineAnnealingLR, CosineRestartLR: floor = base_value x this, instead of eta_min")
+    eta_max: Optional[float] = spec(None, doc="OneCycleLR: the peak (the cycle starts at eta_max / div_factor)")
+    total_steps: Optional[int] = spec(None, doc="OneCycleLR: cycle length; null: end - begin")
+    pct_start: Optional[float] = spec(None, doc="OneCycleLR: rising fraction of the cycle; null: 0.3")
+    anneal_strategy: Optional[str] = spec(None, doc="OneCycleLR, mmcv cyclic: cos | linear; null: cos")
+    div_factor: Optional[float] = spec(None, doc="OneCycleLR: start = eta_max / div_factor; null: 25")
+    final_div_factor: Optional[float] = spec(None, doc="OneCycleLR: end = start / final_div_factor; null: 1e4")
+    three_phase: bool = spec(False, doc="OneCycleLR: rise, fall back to the start, then anneal")
+    periods: List[int] = spec(factory=list, doc="CosineRestartLR: length of each cosine cycle")
+    restart_weights: List[float] = spec(factory=list, doc="CosineRestartLR: each cycle starts at base_value x its weight; empty: [1]")
+    # name: mmcv, mmcv 1.x's lr_config / momentum_config keys as mmdet 2.x writes them.
+    policy: Optional[str] = spec(None, doc="mmcv: step | poly | CosineAnnealing | exp | cyclic (momentum: cyclic); lower case is title-cased as mmcv does")
+    step: Any = spec(None, doc="mmcv step: decay epochs (iterations when not by_epoch) as a list, or a period as an int")
+    min_lr: Optional[float] = spec(None, doc="mmcv step (clip; null: none), poly (null: 0), CosineAnnealing: the absolute floor")
+    min_lr_ratio: Optional[float] = spec(None, doc="mmcv CosineAnnealing: floor = base_value x this, instead of min_lr")
+    target_ratio: Any = spec(None, doc="mmcv cyclic: [peak, end] / base_value, one number r: [r, r / 1e5]; null: [10, 1e-4] (momentum [0.85/0.95, 1])")
+    cyclic_times: Optional[int] = spec(None, doc="mmcv cyclic: cycles over training; null: 1")
+    step_ratio_up: Optional[float] = spec(None, doc="mmcv cyclic: rising fraction of each cycle, in [0, 1); null: 0.4")
+    warmup: Optional[str] = spec(None, doc="mmcv: constant | linear | exp warmup; null: none")
+    warmup_iters: Optional[int] = spec(None, doc="mmcv: warmup length in iterations (epochs when warmup_by_epoch)")
+    warmup_ratio: Optional[float] = spec(None, doc="mmcv: warmup starts at regular x this, in (0, 1]; null: 0.1 (momentum: regular / 0.9)")
+    warmup_by_epoch: bool = spec(False, doc="mmcv: warmup_iters counts epochs")
     auto_lr_scaling: AutoLRScalingConfig = spec(factory=AutoLRScalingConfig)
 
 
@@ -91,7 +129,7 @@ class HeadOptimizerConfig:
 
 @dataclass
 class LARCConfig:
-    clip: bool = spec(False, doc="LARC clipping mode: adaptive LR = min(local LR / LR, 1)")
+    clip: bool = spec(False, doc="LARC clipping mode: local LR a = min(a / LR, 1)")
     eps: float = spec(1e-8, ge=0, doc="added to the LARC denominator (>= 0)")
     trust_coefficient: float = spec(1e-3, ge=0, doc="LARC trust coefficient (>= 0)")
     exclude_bias_and_norm: bool = spec(False, doc="leave 1-D parameters (biases, norm weights) unadapted")
@@ -99,35 +137,57 @@ class LARCConfig:
 
 @dataclass
 class LARSConfig:
-    eta: float = spec(1e-3, ge=0, doc="lars trust coefficient (>= 0)")
-    exclude_bias_and_norm: bool = spec(False, doc="lars: leave 1-D parameters unadapted")
+    eta: float = spec(1e-3, ge=0, doc="lars trust coefficient: update scaled to eta x ||p|| / ||g + wd p||")
+    exclude_bias_and_norm: bool = spec(False, doc="lars: leave 1-D parameters (biases, norm weights) unadapted")
 
 
 @dataclass
 class ParamMultConfig:
-    lr_mult: float = spec(1.0, ge=0)
-    decay_mult: float = spec(1.0, ge=0)
+    lr_mult: float = spec(1.0, ge=0, doc="the matched parameters' LR x this")
+    decay_mult: float = spec(1.0, ge=0, doc="the matched parameters' weight decay x this")
 
 
 @dataclass
 class ParamwiseConfig:
-    custom_keys: Dict[str, ParamMultConfig] = spec(factory=dict, doc="{name substring: {lr_mult: 1.0, decay_mult: 1.0}}; longest match wins")
+    # MMEngine's paramwise_cfg (DefaultOptimWrapperConstructor); docs/optimizers.md maps its keys.
+    custom_keys: Dict[str, ParamMultConfig] = spec(factory=dict, doc="{name substring: {lr_mult, decay_mult}}: the longest key in a parameter's name (ties: alphabetical) decides, type multipliers skipped")
+    bias_lr_mult: Optional[float] = spec(None, ge=0, doc="LR x this for every bias outside norm layers; null: unset")
+    bias_decay_mult: Optional[float] = spec(None, ge=0, doc="weight decay x this for every bias (norm biases too while norm_decay_mult is null); needs regularize_bias")
+    norm_decay_mult: Optional[float] = spec(None, ge=0, doc="weight decay x this for norm-layer weights and biases; needs regularize_bn=true")
+    dwconv_decay_mult: Optional[float] = spec(None, ge=0, doc="weight decay x this for depthwise Conv2d parameters (groups == in_channels) not covered above")
+    flat_decay_mult: Optional[float] = spec(None, ge=0, doc="weight decay x this for other 1-D parameters")
+    bypass_duplicate: bool = spec(True, doc="true: a shared parameter is optimised once, in the group of its first name; false: it is an error")
 
 
 @dataclass
 class LayerWiseLRDecayConfig:
-    decay: float = spec(1.0, gt=0, le=1, doc="lr_decay: LR x decay^(last depth - depth); stem 0, layerN N, heads last")
+    decay: float = spec(1.0, gt=0, le=1, doc="lr_decay: LR x decay^(num_layers + 1 - depth); depth from the trunk (ResNet: stem 0, layerN N), heads num_layers + 1")
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = spec("sgd", doc="sgd | adam | adamw | rmsprop | lars | any name added with register_optimizer")
-    weight_decay: float = spec(1e-4, ge=0, doc="trunk weight decay (>= 0)")
-    momentum: float = spec(0.9, ge=0, lt=1, doc="sgd / rmsprop / lars momentum, in [0, 1)")
-    nesterov: bool = spec(False, doc="sgd only")
-    betas: List[float] = spec(factory=_list(0.9, 0.999), ge=0, lt=1, length=2, doc="adam / adamw")
-    eps: float = spec(1e-8, ge=0, doc="adam / adamw / rmsprop")
-    amsgrad: bool = spec(False, doc="adam / adamw")
+    name: str = spec("sgd", doc="sgd | adam | adamw | nadam | radam | adamax | adagrad | adadelta | rmsprop | asgd | rprop | lars, MMEngine's class names (SGD, AdamW, ...), or a name added with register_optimizer")
+    weight_decay: float = spec(1e-4, ge=0, doc="trunk weight decay (>= 0); rprop has none (set 0)")
+    # Per-optimizer keys: each optimizer reads those naming it (docs/optimizers.md has the table);
+    # defaults are torch's.
+    momentum: float = spec(0.9, ge=0, lt=1, doc="sgd / rmsprop / lars momentum, in [0, 1) (the Adam family's is betas[0])")
+    dampening: float = spec(0.0, ge=0, le=1, doc="sgd: momentum dampening")
+    nesterov: bool = spec(False, doc="sgd: Nesterov momentum (needs momentum > 0 and dampening 0)")
+    betas: List[float] = spec(factory=_list(0.9, 0.999), ge=0, lt=1, length=2, doc="adam / adamw / nadam / radam / adamax: (beta1, beta2)")
+    eps: Optional[float] = spec(None, ge=0, doc="denominator term; null: the optimizer's own (1e-8; adagrad 1e-10, adadelta 1e-6)")
+    amsgrad: bool = spec(False, doc="adam / adamw: the AMSGrad variant")
+    decoupled_weight_decay: bool = spec(False, doc="adam / nadam / radam: AdamW-style decoupled weight decay")
+    momentum_decay: float = spec(4e-3, ge=0, doc="nadam: momentum decay psi")
+    lr_decay: float = spec(0.0, ge=0, doc="adagrad: LR / (1 + (step - 1) x lr_decay)")
+    initial_accumulator_value: float = spec(0.0, ge=0, doc="adagrad: starting sum of squared gradients")
+    rho: float = spec(0.9, ge=0, le=1, doc="adadelta: running-average coefficient of squared gradients")
+    alpha: Optional[float] = spec(None, ge=0, doc="null: the optimizer's own; rmsprop: smoothing constant (0.99); asgd: eta decay power (0.75)")
+    centered: bool = spec(False, doc="rmsprop: normalise by the estimated gradient variance")
+    lambd: float = spec(1e-4, ge=0, doc="asgd: decay term")
+    t0: float = spec(1e6, ge=0, doc="asgd: step at which averaging starts")
+    etas: List[float] = spec(factory=_list(0.5, 1.2), gt=0, length=2, doc="rprop: (etaminus, etaplus), 0 < etaminus < 1 < etaplus")
+    step_sizes: List[float] = spec(factory=_list(1e-6, 50.0), gt=0, length=2, doc="rprop: (minimum, maximum) step size")
+    maximize: bool = spec(False, doc="every torch optimizer (not lars): maximise the objective")
     num_epochs: int = spec(90, gt=0, doc="length of training; schedules span exactly this")
     accumulation_steps: int = spec(1, gt=0, doc="micro-batches per optimizer step; counts in the global batch")
     regularize_bn: bool = spec(False, doc="false: weight and bias of every norm layer get weight decay 0")
@@ -137,8 +197,8 @@ class OptimizerConfig:
     use_larc: bool = spec(False, doc="wrap the optimizer in LARC")
     larc_config: LARCConfig = spec(factory=LARCConfig)
     lars_config: LARSConfig = spec(factory=LARSConfig)
-    construct_single_param_group_only: bool = spec(False, doc="one group of all trainable parameters (ignores the options above)")
-    param_group_constructor: str = spec("default", choices=("default", "lr_decay"), doc="default | lr_decay (layer-wise LR decay)")
+    construct_single_param_group_only: bool = spec(False, doc="one group of all trainable parameters at the trunk LR and weight decay (regularize_*, head options off; paramwise unset)")
+    param_group_constructor: str = spec("default", doc="default | lr_decay (layer-wise LR decay) | a name added with register_param_group_constructor")
     layer_wise_lr_decay: LayerWiseLRDecayConfig = spec(factory=LayerWiseLRDecayConfig)
     paramwise: ParamwiseConfig = spec(factory=ParamwiseConfig)
     param_schedulers: ParamSchedulersConfig = spec(factory=ParamSchedulersConfig)
@@ -156,10 +216,16 @@ class TransformsConfig:
     COLOR_JITTER_P: float = spec(0.8, ge=0, le=1, doc="probability of colour jitter")
     GRAYSCALE_P: float = spec(0.2, ge=0, le=1, doc="probability of grayscale")
     BLUR_P: float = spec(0.5, ge=0, le=1, doc="probability of Gaussian blur")
-    BLUR_SIGMA: List[float] = spec(factory=_list(0.1, 2.0), gt=0, length=2, doc="blur sigma range, in pixels at CROP_SIZE 224 (scaled with it)")
+    BLUR_SIGMA: List[float] = spec(factory=_list(0.1, 2.0), gt=0, length=2, doc="blur sigma range, in pixels at CROP_SIZE 224 (scaled with CROP_SIZE, for local crops too)")
     SOLARIZE_P: float = spec(0.0, ge=0, le=1, doc="probability of solarization")
     MEAN: List[float] = spec(factory=_list(0.485, 0.456, 0.406), doc="normalisation mean per channel")
     STD: List[float] = spec(factory=_list(0.229, 0.224, 0.225), gt=0, doc="normalisation std per channel")
+    # Multi-crop (DINO, SwAV): a method's global crops (CROP_SIZE, CROP_SCALE), then local ones.
+    LOCAL_CROPS_NUMBER: int = spec(0, ge=0, doc="multi-crop methods (dino_loss, swav_loss): small crops per image after the global ones")
+    LOCAL_CROP_SIZE: int = spec(96, gt=0, doc="multi-crop: local crop output side")
+    LOCAL_CROP_SCALE: List[float] = spec(factory=_list(0.05, 0.4), gt=0, le=1, length=2, doc="multi-crop: local crop area range, fraction of the image")
+    CROP_BLUR_P: List[float] = spec(factory=list, ge=0, le=1, doc="multi-crop: blur probability per crop in order (globals, then locals), the last value for all later crops; empty: BLUR_P")
+    CROP_SOLARIZE_P: List[float] = spec(factory=list, ge=0, le=1, doc="multi-crop: solarization probability per crop, as CROP_BLUR_P; empty: SOLARIZE_P")
 
 
 @dataclass
@@ -198,9 +264,28 @@ class ResNetConfig:
 
 
 @dataclass
+class VisionTransformerConfig:
+    # VISSL's keys; an architecture key left null takes PRESET's value.
+    PRESET: str = spec("base", choices=("tiny", "small", "base", "digits"), doc="tiny (DeiT-Ti/16) | small (DeiT-S/16) | base (ViT-B/16) | digits (8x8 images, patch 4, 4 blocks of width 96); the keys below that are set replace its values")
+    IMAGE_SIZE: Optional[int] = spec(None, gt=0, doc="crop side the position embeddings are learned for (other sides interpolate them); null: PRESET's")
+    PATCH_SIZE: Optional[int] = spec(None, gt=0, doc="patch side in pixels; null: PRESET's")
+    INPUT_CHANNELS: int = spec(3, gt=0, doc="image channels")
+    HIDDEN_DIM: Optional[int] = spec(None, gt=0, doc="token width, the trunk's feature size; null: PRESET's")
+    NUM_LAYERS: Optional[int] = spec(None, gt=0, doc="transformer blocks; null: PRESET's")
+    NUM_HEADS: Optional[int] = spec(None, gt=0, doc="attention heads (dividing HIDDEN_DIM); null: PRESET's")
+    MLP_DIM: Optional[int] = spec(None, gt=0, doc="hidden width of each block's MLP; null: PRESET's")
+    DROPOUT_RATE: float = spec(0.0, ge=0, lt=1, doc="dropout after the embeddings, in the MLPs and after the attention projection")
+    ATTENTION_DROPOUT_RATE: float = spec(0.0, ge=0, lt=1, doc="dropout on the attention weights")
+    DROP_PATH_RATE: float = spec(0.0, ge=0, lt=1, doc="stochastic depth: block i of L is skipped with probability rate x i / (L - 1) (DeiT)")
+    QKV_BIAS: bool = spec(True, doc="biases in the query / key / value projection (DeiT, DINO)")
+    CLASSIFIER: str = spec("token", choices=("token",), doc="the features are the class token's final state (VISSL's only choice)")
+
+
+@dataclass
 class TrunkConfig:
-    NAME: str = spec("resnet", choices=("resnet",), doc="resnet")
+    NAME: str = spec("resnet", choices=("resnet", "vision_transformer"), doc="resnet (reads RESNETS) | vision_transformer (reads VISION_TRANSFORMERS)")
     RESNETS: ResNetConfig = spec(factory=ResNetConfig)
+    VISION_TRANSFORMERS: VisionTransformerConfig = spec(factory=VisionTransformerConfig)
 
 
 def _simclr_head():
@@ -221,7 +306,8 @@ class FeatureEvalConfig:
 @dataclass
 class AMPConfig:
     USE_AMP: bool = spec(False, doc="autocast mixed precision")
-    AMP_DTYPE: str = spec("bfloat16", choices=("bfloat16", "float16"), doc="bfloat16 | float16 (float16 adds a GradScaler; GPU only)")
+    AMP_DTYPE: str = spec("bfloat16", choices=("bfloat16", "float16"), doc="bfloat16 | float16 (float16 adds a loss scaler)")
+    LOSS_SCALE: Optional[float] = spec(None, gt=0, doc="float16: null scales dynamically (GradScaler), a number is a static loss scale (MMEngine's loss_scale)")
 
 
 @dataclass
@@ -249,6 +335,7 @@ class ModelConfig:
     HEAD: HeadConfig = spec(factory=HeadConfig)
     FEATURE_EVAL_SETTINGS: FeatureEvalConfig = spec(factory=FeatureEvalConfig)
     NON_TRAINABLE_PARAMS: List[str] = spec(factory=list, doc="exact parameter names to freeze")
+    TEMP_FROZEN_PARAMS_ITER_MAP: List[Any] = spec(factory=list, doc="[[parameter name substring, N], ...]: those parameters do not move (no update, no weight decay) for the first N optimizer steps (VISSL)")
     AMP_PARAMS: AMPConfig = spec(factory=AMPConfig)
     GRAD_CLIP: GradClipConfig = spec(factory=GradClipConfig)
     WEIGHTS_INIT: WeightsInitConfig = spec(factory=WeightsInitConfig)
@@ -270,11 +357,66 @@ class BarlowTwinsLossConfig:
     embedding_dim: int = spec(8192, gt=0, doc="the head's output width (checked)")
 
 
+def _dino_momentum():
+    return ScheduleConfig(name="cosine", update_interval="step", start_value=0.996, end_value=1.0)
+
+
+def _dino_teacher_temp():
+    return ScheduleConfig(name="composite", update_interval="step", lengths=[0.1, 0.9],
+                          schedulers=[ScheduleConfig(name="linear", start_value=0.04, end_value=0.07),
+                                      ScheduleConfig(name="constant", value=0.07)])
+
+
+@dataclass
+class DINOLossConfig:
+    # The teacher's schedules are evaluated at the optimizer step k (see OPTIMIZER.param_schedulers).
+    momentum: ScheduleConfig = spec(factory=_dino_momentum, doc="teacher EMA momentum m at each step (teacher = m teacher + (1 - m) student), in [0, 1]: cosine 0.996 -> 1")
+    teacher_temp: ScheduleConfig = spec(factory=_dino_teacher_temp, doc="teacher softmax temperature at each step (> 0): linear 0.04 -> 0.07 over the first 10%, then 0.07")
+    student_temp: float = spec(0.1, gt=0, doc="student softmax temperature")
+    ema_center: float = spec(0.9, ge=0, le=1, doc="center momentum c: center = c center + (1 - c) batch mean of the teacher outputs")
+
+
+@dataclass
+class SwAVQueueConfig:
+    queue_length: int = spec(0, ge=0, doc="embeddings of earlier batches kept for the assignments, over all processes (0: no queue)")
+    local_queue_length: int = spec(0, ge=0, doc="per-process queue length; 0: queue_length // world size (VISSL infers it so)")
+    start_iter: int = spec(0, ge=0, doc="optimizer step at which the queue starts filling (VISSL)")
+    start_epoch: int = spec(0, ge=0, doc="epoch at which the queue starts filling (SwAV's epoch_queue_starts); the later of the two starts it")
+
+
+@dataclass
+class SwAVLossConfig:
+    temperature: float = spec(0.1, gt=0, doc="softmax temperature of the predictions")
+    use_double_precision: bool = spec(False, doc="Sinkhorn and the loss in float64")
+    normalize_last_layer: bool = spec(True, doc="L2-normalise every prototype row before each optimizer step's forward")
+    num_iters: int = spec(3, ge=0, doc="Sinkhorn-Knopp iterations")
+    epsilon: float = spec(0.05, gt=0, doc="Sinkhorn's entropy weight: targets exp(scores / epsilon), equally partitioned")
+    crops_for_assign: List[int] = spec(factory=_list(0, 1), ge=0, doc="crops whose assignments are the targets (0, 1: the two global crops)")
+    temp_hard_assignment_iters: int = spec(0, ge=0, doc="one-hot targets for the first N optimizer steps")
+    queue: SwAVQueueConfig = spec(factory=SwAVQueueConfig, doc="earlier embeddings added to Sinkhorn's samples (small batches)")
+
+
+def _moco_momentum():
+    return ScheduleConfig(name="constant", value=0.999)
+
+
+@dataclass
+class MoCoLossConfig:
+    embedding_dim: int = spec(128, gt=0, doc="the head's output width (checked)")
+    queue_size: int = spec(65536, gt=0, doc="negative keys kept, the same on every process")
+    momentum: ScheduleConfig = spec(factory=_moco_momentum, doc="key encoder EMA momentum m at each step (key = m key + (1 - m) query encoder), in [0, 1]; VISSL's momentum: 0.999 is {name: constant, value: 0.999}")
+    temperature: float = spec(0.2, gt=0, doc="InfoNCE temperature")
+    shuffle_batch: bool = spec(True, doc="under torchrun: shuffle the key batch over processes for the key encoder's BatchNorm (MoCo's shuffled BN); off with CONVERT_BN_TO_SYNC_BN")
+
+
 @dataclass
 class LossConfig:
-    name: str = spec("simclr_info_nce_loss", doc="simclr_info_nce_loss | barlow_twins_loss | cross_entropy | registered")
+    name: str = spec("simclr_info_nce_loss", doc="simclr_info_nce_loss | barlow_twins_loss | dino_loss | swav_loss | moco_loss | cross_entropy | registered")
     simclr_info_nce_loss: SimCLRLossConfig = spec(factory=SimCLRLossConfig)
     barlow_twins_loss: BarlowTwinsLossConfig = spec(factory=BarlowTwinsLossConfig)
+    dino_loss: DINOLossConfig = spec(factory=DINOLossConfig, doc="DINO: student + EMA teacher on multi-crop views (DATA.TRAIN.TRANSFORMS.LOCAL_CROPS_NUMBER)")
+    swav_loss: SwAVLossConfig = spec(factory=SwAVLossConfig, doc="SwAV: swapped prediction of Sinkhorn assignments to prototypes (MODEL.HEAD swav_head) on multi-crop views")
+    moco_loss: MoCoLossConfig = spec(factory=MoCoLossConfig, doc="MoCo v2: InfoNCE of queries against their momentum-encoder keys and a queue of negatives")
 
 
 # ----------------------------------------------------------------------------- the rest
@@ -293,12 +435,27 @@ class TensorboardConfig:
     USE_TENSORBOARD: bool = spec(False, doc="also write scalars to <run dir>/tb")
 
 
+def _probe_optimizer():
+    lr = ScheduleConfig(name="cosine", start_value=0.1, end_value=0.0)
+    return OptimizerConfig(name="sgd", momentum=0.9, weight_decay=0.0,
+                           param_schedulers=ParamSchedulersConfig(lr=lr, lr_head=lr))
+
+
+@dataclass
+class OnlineLinearProbeConfig:
+    ENABLED: bool = spec(False, doc="train a linear classifier on detached trunk features during pretraining (solo-learn's online probe)")
+    NUM_CLASSES: int = spec(10, gt=0, doc="classes of the TRAIN labels")
+    EVAL_PERIOD_EPOCHS: int = spec(1, gt=0, doc="log online_linear_top1 on the TEST split every N epochs, and at the end")
+    OPTIMIZER: OptimizerConfig = spec(factory=_probe_optimizer, doc="the probe's own optimizer and schedules; num_epochs and accumulation_steps follow the top-level OPTIMIZER")
+
+
 @dataclass
 class HooksConfig:
     LOG_FREQUENCY: int = spec(10, gt=0, doc="iterations between log lines and metrics.jsonl records")
     PROGRESS_BAR: bool = spec(True, doc="live tqdm bar per epoch on the main process")
     TENSORBOARD_SETUP: TensorboardConfig = spec(factory=TensorboardConfig)
     KNN_MONITOR: KNNMonitorConfig = spec(factory=KNNMonitorConfig)
+    ONLINE_LINEAR_PROBE: OnlineLinearProbeConfig = spec(factory=OnlineLinearProbeConfig)
 
 
 @dataclass
@@ -325,6 +482,22 @@ class MachineConfig:
 
 
 @dataclass
+class VisslDifferenceConfig:
+    key: str = spec("", doc="the key, or the parameters, whose numbers differ")
+    vissl: str = spec("", doc="VISSL's value")
+    vissl_lite: str = spec("", doc="vissl_lite's value")
+    reason: str = spec("", doc="why the rules differ")
+
+
+@dataclass
+class ConvertedFromVisslConfig:
+    # Written by vissl-lite-convert (vissl_lite/convert); nothing reads it but explain, which prints it.
+    source: str = spec("", doc="the VISSL file(s) converted; empty: not a converted experiment")
+    numbers: str = spec("vissl_lite", choices=("vissl_lite", "vissl"), doc="whose values the file holds where the rules differ: vissl_lite's, or VISSL's (--vissl-numbers)")
+    differences: List[VisslDifferenceConfig] = spec(factory=list, doc="every place where VISSL's rules give other numbers than vissl_lite's")
+
+
+@dataclass
 class VisslLiteConfig:
     engine_name: str = spec("train", choices=("train", "explain"), doc="train | explain (print groups and schedules, write explain.json + schedule.png)")
     SEED_VALUE: int = spec(0, ge=0, doc="seeds torch, numpy and python; a run with the same seed repeats")
@@ -336,3 +509,4 @@ class VisslLiteConfig:
     CHECKPOINT: CheckpointConfig = spec(factory=CheckpointConfig)
     DISTRIBUTED: DistributedConfig = spec(factory=DistributedConfig)
     MACHINE: MachineConfig = spec(factory=MachineConfig)
+    CONVERTED_FROM_VISSL: ConvertedFromVisslConfig = spec(factory=ConvertedFromVisslConfig, doc="written by vissl-lite-convert: the VISSL source and its differences in numbers (explain prints them)")

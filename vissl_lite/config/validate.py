@@ -62,7 +62,8 @@ def check_partial(data: dict, origin: str = "") -> None:
     except ConfigError as err:
         if not origin:
             raise
-        raise ConfigError(err.key, err.got, err.allowed, f"set in {origin}") from None
+        note = f"{err.note}; set in {origin}" if err.note else f"set in {origin}"
+        raise ConfigError(err.key, err.got, err.allowed, note) from None
 
 
 def check_key_path(path: str, value=None, check_value: bool = False) -> None:
