@@ -119,3 +119,21 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _AllReduceWithGrad.apply(x)
+
+
+def current_rank() -> int:
+    """This process's rank under torchrun, 0 otherwise."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+@torch.no_grad()
+def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of `x` over ranks, no gradient (a shift for log-sum-exp)."""
+    x = x.clone()
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
+def current_world_size() -> int:
+    """The number of processes under torchrun, 1 otherwise."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

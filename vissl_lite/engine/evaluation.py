@@ -5,11 +5,12 @@ import torch
 
 from ..data import center_view
 from ..data.augment import per_channel
+from ..models.trunks import input_channels
 from .knn import extract_features, knn_top1
 
 
 def eval_normalisation(cfg):
-    t, channels = cfg.DATA.TEST.TRANSFORMS, cfg.MODEL.TRUNK.RESNETS.INPUT_CHANNELS
+    t, channels = cfg.DATA.TEST.TRANSFORMS, input_channels(cfg.MODEL.TRUNK)
     return (t, per_channel(t.MEAN, channels, "DATA.TEST.TRANSFORMS.MEAN"),
             per_channel(t.STD, channels, "DATA.TEST.TRANSFORMS.STD"))
 

@@ -1,5 +1,6 @@
 """engine_name=explain: build the model and optimizer, read no data, and show the parameter
-groups, the LR scaling and every schedule over the whole run.
+groups, the LR scaling and every schedule over the whole run, the method's own (DINO's teacher
+momentum and temperature, keyed by their config path) included.
 
 Writes <run dir>/explain.json and <run dir>/schedule.png. Schedules are evaluated for all steps
 at once (numpy), so a 5-million-step run takes seconds.
@@ -12,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config.infer import Inferred
+from ..config.plain import plain
 from ..data.build import count_samples, micro_batches_per_epoch
 from ..models import build_model
-from ..optim import build_optimizer
-from ..optim.group_scheduler import GroupScheduler
+from ..optim.build_wrapper import build_optim_wrapper
+from .method import method_class
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +40,22 @@ def steps_per_epoch(cfg, world_size: int) -> int:
 
 def explain(cfg, inferred: Inferred, run_dir: str) -> dict:
     model = build_model(cfg.MODEL)
-    optimizer = build_optimizer(cfg.OPTIMIZER, model, cfg.MODEL.NON_TRAINABLE_PARAMS)
     per_epoch = steps_per_epoch(cfg, inferred.world_size)
-    scheduler = GroupScheduler(cfg.OPTIMIZER, per_epoch)
+    # The trainer's own builder: groups, LARC, schedules and the temporarily frozen parameters.
+    wrapper = build_optim_wrapper(cfg.OPTIMIZER, model, per_epoch,
+                                  non_trainable_params=cfg.MODEL.NON_TRAINABLE_PARAMS,
+                                  temp_frozen_params=cfg.MODEL.TEMP_FROZEN_PARAMS_ITER_MAP)
+    optimizer, scheduler = wrapper.optimizer, wrapper.scheduler
     steps = np.arange(scheduler.total_steps)
     used = {g["lr_schedule"] for g in optimizer.param_groups}
     used |= {g["wd_schedule"] for g in optimizer.param_groups if g["regularized"]} | {"momentum"}
     series = {key: scheduler.schedule_values(key, steps) for key in scheduler.schedules if key in used}
+    method_series = {key: s.values(steps) for key, s in method_class(cfg).schedules(cfg, per_epoch).items()}
+    series.update(method_series)
 
     groups = []
     for group in optimizer.param_groups:
-        values = scheduler.group_values(group, steps)
+        values = scheduler.values_from(group, series)
         lr = values["lr"]
         wd = values["weight_decay"] if values["weight_decay"] is not None else np.full(len(steps), group["weight_decay"])
         groups.append({
@@ -80,7 +87,10 @@ def explain(cfg, inferred: Inferred, run_dir: str) -> dict:
         ],
         "notes": inferred.notes,
         "schedule_summary": {key: summarize(values, per_epoch) for key, values in series.items()},
+        # A converted VISSL experiment's differences in numbers (vissl-lite-convert), shown beside the schedules.
+        "converted_from_vissl": plain(cfg.CONVERTED_FROM_VISSL) if cfg.CONVERTED_FROM_VISSL.source else None,
         "groups": [{k: v for k, v in g.items() if not k.startswith("_")} for g in groups],
+        "temp_frozen": temp_frozen_report(model, wrapper.temp_frozen, per_epoch),
         # Per optimizer step k: group lr = schedules[lr_schedule][k] * lr_mult; group weight
         # decay = schedules[wd_schedule][k] * decay_mult, or weight_decay_start when wd_schedule
         # is null or unscheduled. One array per schedule keeps a 5M-step run to one series each.
@@ -89,10 +99,19 @@ def explain(cfg, inferred: Inferred, run_dir: str) -> dict:
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "explain.json").write_text(json.dumps(report))
-    plot_schedules(groups, series.get("momentum"), per_epoch, scheduler.num_epochs, out / "schedule.png")
+    scalars = {**({"momentum": series["momentum"]} if "momentum" in series else {}), **method_series}
+    plot_schedules(groups, scalars, per_epoch, scheduler.num_epochs, out / "schedule.png")
     print(format_report(report, inferred))
     print(f"\nwrote {out / 'explain.json'} and {out / 'schedule.png'}")
     return report
+
+
+def temp_frozen_report(model, temp_frozen, per_epoch: int) -> list:
+    """MODEL.TEMP_FROZEN_PARAMS_ITER_MAP resolved: which parameters stay still (no update, no
+    weight decay) for optimizer steps 0 .. until_step - 1."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [{"param_names": [names[id(p)] for p in params], "until_step": steps,
+             "until_epoch": round(steps / per_epoch, 3)} for params, steps in temp_frozen]
 
 
 def summarize(values: np.ndarray, per_epoch: int) -> dict:
@@ -124,6 +143,10 @@ def format_report(report: dict, inferred: Inferred) -> str:
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    if report["temp_frozen"]:
+        lines += ["", "temporarily frozen (MODEL.TEMP_FROZEN_PARAMS_ITER_MAP: no update, no weight decay):"]
+        lines += [f"  {', '.join(f['param_names'])}: optimizer steps 0-{f['until_step'] - 1}, moving from step "
+                  f"{f['until_step']} (epoch {f['until_epoch']:g})" for f in report["temp_frozen"]]
     lines += ["", "LR scaling:"]
     lines += ["  " + line for r in inferred.scaling for line in r.lines()] or ["  off (auto_lr_scaling.auto_scale false)"]
     lines += ["  note: " + n for n in report["notes"]]
@@ -134,10 +157,17 @@ def format_report(report: dict, inferred: Inferred) -> str:
         lines.append(f"  {key}: start {s['start']:.6g}, peak {s['peak']:.6g} at step {s['peak_step']}, "
                      f"final {s['final']:.6g}; {warm}")
         lines.append(f"      {at}")
+    converted = report.get("converted_from_vissl")
+    if converted:
+        holds = "VISSL's values" if converted["numbers"] == "vissl" else "vissl_lite's values"
+        lines += ["", f"differences from VISSL ({converted['source']}; this run uses {holds}):"]
+        lines += [f"  {d['key']}: VISSL {d['vissl']} | vissl_lite {d['vissl_lite']} ({d['reason']})"
+                  for d in converted["differences"]] or ["  none: vissl_lite's rules give VISSL's numbers"]
     return "\n".join(lines)
 
 
-def plot_schedules(groups, momentum, per_epoch: int, num_epochs: int, path: Path, max_points: int = 4000) -> None:
+def plot_schedules(groups, scalars, per_epoch: int, num_epochs: int, path: Path, max_points: int = 4000) -> None:
+    """LR and weight decay per group, then one panel per entry of `scalars` {label: values}."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,14 +177,15 @@ def plot_schedules(groups, momentum, per_epoch: int, num_epochs: int, path: Path
     total = per_epoch * num_epochs
     idx = np.unique(np.linspace(0, total - 1, min(total, max_points)).round().astype(np.int64))
     panels = [("learning rate", "_lr"), ("weight decay", "_wd")]
-    fig, axes = plt.subplots(len(panels) + (momentum is not None), 1, figsize=(9, 7), sharex=True)
+    fig, axes = plt.subplots(len(panels) + len(scalars), 1, figsize=(9, 2.4 * (len(panels) + len(scalars))),
+                             sharex=True)
     for ax, (title, key) in zip(axes, panels):
         for g in groups:
             ax.plot(idx, g[key][idx], label=g["name"], linewidth=1.2)
         ax.set_ylabel(title)
-    if momentum is not None:
-        axes[-1].plot(idx, momentum[idx], color="black", linewidth=1.2)
-        axes[-1].set_ylabel("momentum")
+    for ax, (label, values) in zip(axes[len(panels):], scalars.items()):
+        ax.plot(idx, values[idx], color="black", linewidth=1.2)
+        ax.set_ylabel(label.split(".", 1)[-1])  # LOSS.dino_loss.momentum -> dino_loss.momentum
     every = max(1, num_epochs // 100)  # at most ~100 boundary lines
     for ax in axes:
         for e in range(every, num_epochs, every):

@@ -46,6 +46,15 @@ class TwoViewMethod:
         if hasattr(self.loss_fn, "all_reduce"):
             self.loss_fn.all_reduce = all_reduce
 
+    @staticmethod
+    def schedules(cfg, steps_per_epoch: int) -> dict:
+        """The method's own schedules, {full key path: StepSchedule} (explain plots them)."""
+        return {}
+
+    def start(self, model, step: int, steps_per_epoch: int) -> None:
+        """Called once before the first optimizer step, after any resume: the model being trained
+        (not DDP-wrapped), the optimizer step the run starts at, the optimizer steps per epoch."""
+
     def after_step(self, model, step: int) -> None:
         """Called after every optimizer step (teachers and queues update here)."""
 
@@ -70,5 +79,13 @@ class SupervisedMethod(TwoViewMethod):
 register_method("cross_entropy")(SupervisedMethod)
 
 
+def method_class(cfg):
+    return METHODS.get(cfg.LOSS.name, TwoViewMethod)
+
+
 def build_method(cfg, augment):
-    return METHODS.get(cfg.LOSS.name, TwoViewMethod)(cfg, augment)
+    return method_class(cfg)(cfg, augment)
+
+
+# Methods with modules of their own (engine/methods/) register themselves on import.
+from . import methods  # noqa: E402,F401

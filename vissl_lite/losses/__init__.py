@@ -1,5 +1,6 @@
 """SSL losses by LOSS.name. Add your own with `@register_loss("name")` on a builder that takes
-the LOSS section and returns an nn.Module called as loss(embeddings, labels)."""
+the LOSS section and returns an nn.Module called as loss(embeddings, labels) (a method with its
+own forward may call its loss otherwise: dino_loss, see engine/methods/dino.py)."""
 
 from typing import Callable, Dict
 
@@ -8,7 +9,10 @@ from torch import nn
 
 from ..registry import registrar
 from .barlow_twins import BarlowTwinsLoss
+from .dino import DINOLoss
+from .moco import MoCoLoss
 from .simclr_info_nce import SimCLRInfoNCELoss
+from .swav import SwAVLoss
 
 LOSSES: Dict[str, Callable] = {}
 register_loss = registrar(LOSSES, "loss")
@@ -32,6 +36,22 @@ def _barlow_twins(loss_cfg):
     return BarlowTwinsLoss(c.lambda_, c.scale_loss, c.embedding_dim)
 
 
+@register_loss("dino_loss")
+def _dino(loss_cfg):
+    return DINOLoss(loss_cfg.dino_loss.student_temp)
+
+
+@register_loss("swav_loss")
+def _swav(loss_cfg):
+    c = loss_cfg.swav_loss
+    return SwAVLoss(c.temperature, c.epsilon, c.num_iters, c.crops_for_assign, c.use_double_precision)
+
+
+@register_loss("moco_loss")
+def _moco(loss_cfg):
+    return MoCoLoss(loss_cfg.moco_loss.temperature)
+
+
 @register_loss("cross_entropy")
 def _cross_entropy(loss_cfg):
     return CrossEntropyLoss()
@@ -41,4 +61,5 @@ def build_loss(loss_cfg) -> nn.Module:
     return LOSSES[loss_cfg.name](loss_cfg)
 
 
-__all__ = ["LOSSES", "BarlowTwinsLoss", "SimCLRInfoNCELoss", "build_loss", "register_loss"]
+__all__ = ["LOSSES", "BarlowTwinsLoss", "DINOLoss", "MoCoLoss", "SimCLRInfoNCELoss", "SwAVLoss", "build_loss",
+           "register_loss"]

@@ -1,11 +1,12 @@
 """The trunk + heads model every engine trains."""
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError
 
 from .heads import build_heads
-from .resnet import build_trunk
+from .trunks import build_trunk
 
 
 class SSLModel(nn.Module):
@@ -27,10 +28,30 @@ class SSLModel(nn.Module):
 
     def forward(self, x, return_features: bool = False):
         """The heads' output, and with `return_features` also the trunk's features (one forward,
-        so DDP sees a single call)."""
-        features = self.trunk(x)
+        so DDP sees a single call).
+
+        `x` may be a list of crop batches of different sizes (multi-crop): the trunk runs once per
+        run of consecutive same-size crops, the heads once on all their features concatenated in
+        crop order (DINO's MultiCropWrapper); the features returned are the first crop's.
+        """
+        if isinstance(x, torch.Tensor):
+            features = self.trunk(x)
+            out = self.heads(features)
+            return (out, features) if return_features else out
+        features = torch.cat([self.trunk(torch.cat(group)) for group in same_size_runs(x)])
         out = self.heads(features)
-        return (out, features) if return_features else out
+        return (out, features[: len(x[0])]) if return_features else out
+
+
+def same_size_runs(crops):
+    """[[crops of one size], ...] keeping the order: [a8, b8, c4, d4, e8] -> [[a8, b8], [c4, d4], [e8]]."""
+    runs = []
+    for crop in crops:
+        if runs and runs[-1][-1].shape[-2:] == crop.shape[-2:]:
+            runs[-1].append(crop)
+        else:
+            runs.append([crop])
+    return runs
 
 
 def build_model(model_cfg) -> SSLModel:
@@ -40,4 +61,11 @@ def build_model(model_cfg) -> SSLModel:
     if first is not None and first.in_features != trunk.out_dim:
         raise ConfigError("MODEL.HEAD.PARAMS[0][1].dims[0]", first.in_features,
                           f"{trunk.out_dim}, the width of the trunk's features")
-    return SSLModel(trunk, heads, freeze_trunk=model_cfg.FEATURE_EVAL_SETTINGS.FREEZE_TRUNK)
+    model = SSLModel(trunk, heads, freeze_trunk=model_cfg.FEATURE_EVAL_SETTINGS.FREEZE_TRUNK)
+    frozen = set(model_cfg.NON_TRAINABLE_PARAMS)
+    if not any(p.requires_grad and name not in frozen for name, p in model.named_parameters()):
+        raise ConfigError("MODEL.FEATURE_EVAL_SETTINGS.FREEZE_TRUNK", model_cfg.FEATURE_EVAL_SETTINGS.FREEZE_TRUNK,
+                          "a model with at least one trainable parameter",
+                          "every parameter is frozen: the trunk by FREEZE_TRUNK or MODEL.NON_TRAINABLE_PARAMS, "
+                          f"and MODEL.HEAD.PARAMS={list(model_cfg.HEAD.PARAMS)!r} leaves nothing else to train")
+    return model
