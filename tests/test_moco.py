@@ -85,7 +85,8 @@ def make_method(*overrides):
 
 
 def test_key_encoder_follows_with_the_scheduled_momentum():
-    model, method = make_method("LOSS.moco_loss.momentum={name:linear,start_value:0.5,end_value:1.0}")
+    model, method = make_method("LOSS.moco_loss.momentum={name:linear,start_value:0.5,end_value:1.0}",
+                                "OPTIMIZER.num_epochs=100")
     key = method.key_encoder
     assert all(torch.equal(a, b) for a, b in zip(key.parameters(), model.parameters()))  # a copy at the start
     before = [p.detach().clone() for p in key.parameters()]
