@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from conftest import finish, sigkill_after_steps, start_cli
 from vissl_lite.config.load import compose, resolve
 from vissl_lite.engine import checkpoint as ckpt
 from vissl_lite.engine.train import train
@@ -192,22 +193,10 @@ def test_weights_init_and_linear_eval(tmp_path, sigterm_loss):
 
 def test_sigkill_then_the_same_command_ends_bitwise_identical(tmp_path):
     """A run killed with no warning after some iteration, rerun with the same command."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    args = [sys.executable, os.path.join(root, "run.py"), *TINY, "LOSS.name=simclr_info_nce_loss",
-            "CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1", "OPTIMIZER.num_epochs=3"]
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    straight = tmp_path / "straight"
-    subprocess.run(args + [f"hydra.run.dir={straight}"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(args + [f"hydra.run.dir={killed}"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not ((killed / "metrics.jsonl").exists()
-                                          and (killed / "metrics.jsonl").read_text().count("\n") >= 5):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    steps_done = (killed / "metrics.jsonl").read_text().count("\n")
-    assert steps_done < 24, "the run finished before the kill"
-    subprocess.run(args + [f"hydra.run.dir={killed}"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    args = [*TINY, "LOSS.name=simclr_info_nce_loss", "CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1", "OPTIMIZER.num_epochs=3"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    reference = start_cli(straight, *args)  # trains beside the run that gets killed
+    assert sigkill_after_steps(start_cli(killed, *args), killed, 5) < 24, "the run finished before the kill"
+    finish(start_cli(killed, *args))
+    finish(reference)
     assert_bitwise_equal(final_state(straight), final_state(killed))

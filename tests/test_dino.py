@@ -4,18 +4,13 @@ torchrun equivalence, explain, and a short digits run with linear evaluation."""
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from conftest import ROOT
+from conftest import finish, sigkill_after_steps, start_cli
 from vissl_lite.config.load import compose, resolve
 from vissl_lite.config.schema import TransformsConfig
 from vissl_lite.data import SSLAugment
@@ -24,7 +19,7 @@ from vissl_lite.engine.method import build_method
 from vissl_lite.engine.methods.dino import DINOMethod
 from vissl_lite.engine.train import train
 from vissl_lite.losses.dino import DINOLoss, updated_center
-from vissl_lite.models import SSLModel, build_model
+from vissl_lite.models import build_model
 from vissl_lite.models.dino_head import DINOHead, WeightNormLinear
 from vissl_lite.models.ema import ema_update, momentum_teacher
 from vissl_lite.models.vit import DropPath
@@ -253,27 +248,13 @@ def test_freeze_last_layer_and_logged_schedules(tmp_path):
         assert r["teacher_momentum"] == pytest.approx(1 - 0.1 * (1 + math.cos(math.pi * k / 8)) / 2, abs=1e-12)
 
 
-def _run_cli(run_dir, *overrides, timeout=240):
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={run_dir}"],
-                          cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 def test_sigkill_then_the_same_command_resumes_bitwise(tmp_path):
     args = [*TINY, "OPTIMIZER.num_epochs=3", "CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1"]  # 12 steps
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert _run_cli(straight, *args).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 5):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert metrics.read_text().count("\n") < 12, "the run finished before the kill"
-    assert _run_cli(killed, *args).returncode == 0
+    reference = start_cli(straight, *args)  # trains beside the run that gets killed
+    assert sigkill_after_steps(start_cli(killed, *args), killed, 5) < 12, "the run finished before the kill"
+    finish(start_cli(killed, *args))
+    finish(reference)
     a, b = (torch.load(d / "checkpoints" / ckpt.FINAL, weights_only=True) for d in (straight, killed))
     assert a["step"] == b["step"] == 12
     for key in a["model"]:
@@ -295,16 +276,10 @@ EQUIV = [*TINY, "DATA.TRAIN.DATA_LIMIT=48", "OPTIMIZER.num_epochs=1", "DATA.TRAI
 
 
 def test_two_processes_equal_one_with_the_global_batch(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
     two, one = tmp_path / "two", tmp_path / "one"
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(ROOT / "run.py"), *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=8",
-                             f"hydra.run.dir={two}"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    result = _run_cli(one, *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16")
-    assert result.returncode == 0, result.stderr[-3000:]
+    running = start_cli(two, *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=8", nproc=2)
+    finish(start_cli(one, *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16"))
+    finish(running)
 
     def losses(d):
         return [r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
@@ -320,13 +295,14 @@ def test_two_processes_equal_one_with_the_global_batch(tmp_path):
     torch.testing.assert_close(a["method"]["center"], b["method"]["center"], rtol=1e-5, atol=1e-7)
 
 
-def test_explain_shows_the_imagenet_recipe_and_its_teacher_schedules(tmp_path):
+def test_explain_shows_the_imagenet_recipe_and_its_teacher_schedules(tmp_path, cli_in_process, monkeypatch):
     # explain counts the images of DATA_PATHS; with no ImageNet here, a synthetic split of
     # ImageNet's size stands in for it.
-    result = _run_cli(tmp_path / "explain", "config=pretrain/dino/dino_vits16_in1k", "engine_name=explain",
-                      "DISTRIBUTED.NUM_NODES=2", "DISTRIBUTED.NUM_PROC_PER_NODE=8",
-                      "DATA.TRAIN.DATA_SOURCES=[synthetic]", "DATA.TRAIN.NUM_SAMPLES_SYNTHETIC=1281167")
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    status, output = cli_in_process(f"hydra.run.dir={tmp_path / 'explain'}", "config=pretrain/dino/dino_vits16_in1k",
+                                    "engine_name=explain", "DISTRIBUTED.NUM_NODES=2", "DISTRIBUTED.NUM_PROC_PER_NODE=8",
+                                    "DATA.TRAIN.DATA_SOURCES=[synthetic]", "DATA.TRAIN.NUM_SAMPLES_SYNTHETIC=1281167")
+    assert status == 0, output[-3000:]
     report = json.loads((tmp_path / "explain" / "explain.json").read_text())
     assert report["global_batch_size"] == 1024 and report["steps_per_epoch"] == 1251
     summary = report["schedule_summary"]
@@ -342,7 +318,7 @@ def test_explain_shows_the_imagenet_recipe_and_its_teacher_schedules(tmp_path):
     temp = summary["LOSS.dino_loss.teacher_temp"]
     assert temp["start"] == pytest.approx(0.04) and temp["peak"] == pytest.approx(0.07)
     assert temp["warmup_end_epoch"] == pytest.approx(30, abs=0.01)
-    assert "LOSS.dino_loss.teacher_temp" in result.stdout and (tmp_path / "explain" / "schedule.png").exists()
+    assert "LOSS.dino_loss.teacher_temp" in output and (tmp_path / "explain" / "schedule.png").exists()
     names = {g["name"]: g for g in report["groups"]}
     assert "trunk.cls_token" in names["trunk_unregularized"]["param_names"]
 

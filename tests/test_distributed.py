@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, finish, start_cli
 
 # GroupNorm everywhere (no batch statistics) and deterministic views: both runs see the same
 # images through the same network, so only the data split over processes differs.
@@ -31,18 +31,6 @@ LOSSES = {
 }
 
 
-def launch(run_dir, nproc, *overrides, timeout=240):
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(ROOT / "run.py"), f"hydra.run.dir={run_dir}", *overrides]
-    if nproc == 1:
-        cmd = [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={run_dir}", *overrides]
-    result = subprocess.run(cmd, cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 def logged_losses(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
@@ -62,16 +50,18 @@ def assert_close_runs(a, b):
 
 @pytest.mark.parametrize("loss", ["simclr", "barlow"])
 def test_two_processes_equal_one_with_the_global_batch(tmp_path, loss):
-    launch(tmp_path / "two", 2, *EQUIV, *LOSSES[loss], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=8")
-    launch(tmp_path / "one", 1, *EQUIV, *LOSSES[loss], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16")
+    two = start_cli(tmp_path / "two", *EQUIV, *LOSSES[loss], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=8", nproc=2)
+    finish(start_cli(tmp_path / "one", *EQUIV, *LOSSES[loss], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16"))
+    finish(two)
     assert len(logged_losses(tmp_path / "one")) == 3  # 48 images / 16 = 3 optimizer steps
     assert_close_runs(tmp_path / "two", tmp_path / "one")
 
 
 def test_accumulation_under_ddp_equals_the_full_batch(tmp_path):
-    launch(tmp_path / "two", 2, *EQUIV, *LOSSES["supervised"], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=4",
-           "OPTIMIZER.accumulation_steps=2")
-    launch(tmp_path / "one", 1, *EQUIV, *LOSSES["supervised"], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16")
+    two = start_cli(tmp_path / "two", *EQUIV, *LOSSES["supervised"], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=4",
+                    "OPTIMIZER.accumulation_steps=2", nproc=2)
+    finish(start_cli(tmp_path / "one", *EQUIV, *LOSSES["supervised"], "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16"))
+    finish(two)
     assert_close_runs(tmp_path / "two", tmp_path / "one")
 
 
@@ -79,13 +69,12 @@ def test_two_process_run_checkpoints_and_resumes(tmp_path):
     common = ["DATA.TRAIN.DATA_LIMIT=128", "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16", "HOOKS.PROGRESS_BAR=false",
               "MODEL.TRUNK.RESNETS.WIDTH_MULTIPLIER=0.125",
               "MODEL.HEAD.PARAMS=[[mlp,{dims:[64,64,32],use_bn:true,use_relu:true}]]"]
-    first = launch(tmp_path / "run", 2, *common, "OPTIMIZER.num_epochs=1")
-    assert "world size 2 (WORLD_SIZE), global batch 32" in first.stderr + first.stdout
+    first = finish(start_cli(tmp_path / "run", *common, "OPTIMIZER.num_epochs=1", nproc=2))
+    assert "world size 2 (WORLD_SIZE), global batch 32" in first
     state = torch.load(tmp_path / "run" / "checkpoints" / "model_final.torch", weights_only=True)
     assert state["step"] == 4 and state["world_size"] == 2 and len(state["rng"]) == 2
     # asking for more epochs: every rank resumes from the same checkpoint at step 4
-    second = launch(tmp_path / "run", 2, *common, "OPTIMIZER.num_epochs=2")
-    out = second.stderr + second.stdout
+    out = finish(start_cli(tmp_path / "run", *common, "OPTIMIZER.num_epochs=2", nproc=2))
     assert "resumed from" in out and "at optimizer step 4 of 8" in out
     assert torch.load(tmp_path / "run" / "checkpoints" / "model_final.torch", weights_only=True)["step"] == 8
     assert out.count("final kNN top-1") == 1  # the main process alone reports
@@ -121,14 +110,19 @@ def test_a_hanging_rank_ends_the_others_with_a_clear_error(tmp_path):
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
         time.sleep(0.2)
     ranks = subprocess.run(["pgrep", "-f", f"hydra.run.dir={run_dir}"], capture_output=True, text=True).stdout.split()
-    worker = [int(pid) for pid in ranks if int(pid) != proc.pid][-1]
+    *others, worker = [int(pid) for pid in ranks if int(pid) != proc.pid]
     os.kill(worker, signal.SIGSTOP)
     try:
-        out, _ = proc.communicate(timeout=120)
+        # Once the live rank has given up, wake the stopped one so that it takes torchrun's
+        # SIGTERM now rather than after torchrun's 30 s grace period.
+        deadline = time.time() + 120
+        while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in others):
+            time.sleep(0.2)
     finally:
         try:
             os.kill(worker, signal.SIGCONT)
         except ProcessLookupError:  # torchrun already ended it
             pass
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "a collective did not complete within DISTRIBUTED.TIMEOUT_MINUTES=0.05" in out

@@ -17,7 +17,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, clean_env, run_cli, start_cli
 from vissl_lite.distributed import DistEnv
 from vissl_lite.engine import run_lock
 from vissl_lite.errors import ConfigError, TrainingError
@@ -31,19 +31,10 @@ TINY = [  # 256 images / 32 = 8 optimizer steps per epoch
 HOST = socket.gethostname()
 
 
-def clean_env():
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "HYDRA_FULL_ERROR")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def start_training(run_dir, *overrides):
-    """`python run.py` in the background, its output in a file (a pipe nobody reads could fill up)."""
-    log = run_dir.parent / f"{run_dir.name}.out"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={run_dir}", *TINY, *overrides],
-                                cwd=run_dir.parent, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
-    proc.output = lambda: log.read_text()[-3000:]
+    """`python run.py` in the background, its output in RUN_DIR.log (a pipe nobody reads could fill up)."""
+    proc = start_cli(run_dir, *TINY, *overrides)
+    proc.output = lambda: run_dir.with_name(f"{run_dir.name}.log").read_text()[-3000:]
     return proc
 
 
@@ -162,13 +153,13 @@ def test_a_second_torchrun_fails_on_every_rank(tmp_path):
                      "with run_lock.hold(Path(sys.argv[1]), DistEnv()):\n"
                      "    print('locked', flush=True); sys.stdin.read()")
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", holder_script, str(run_dir)], cwd=ROOT, env=clean_env(),
+    holder = subprocess.Popen([sys.executable, "-c", holder_script, str(run_dir)], cwd=ROOT, env=clean_env(OMP_NUM_THREADS="1"),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "locked\n"
         job = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                               str(ROOT / "run.py"), f"hydra.run.dir={run_dir}", *TINY],
-                             cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+                             cwd=tmp_path, env=clean_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=120)
     finally:
         holder.communicate("")  # end of stdin: the holder releases and exits
     assert job.returncode != 0

@@ -221,7 +221,7 @@ def test_mmdet_presets_step_by_step(preset):
 
 @pytest.mark.parametrize("preset,start", [("mmcv_step_1x", "2e-05"), ("mmcv_poly", "0.01"), ("mmcv_cosine", "0.002"),
                                           ("mmcv_cyclic", "0.0018")])
-def test_mmdet_presets_explain(cli, preset, start):
-    result = cli(f"+config/optimization={preset}", "engine_name=explain")
-    assert result.returncode == 0, result.stderr
-    assert f"lr: start {start}," in result.stdout
+def test_mmdet_presets_explain(cli_in_process, preset, start):
+    status, output = cli_in_process(f"+config/optimization={preset}", "engine_name=explain")
+    assert status == 0, output
+    assert f"lr: start {start}," in output

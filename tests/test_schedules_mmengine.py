@@ -239,7 +239,7 @@ def test_sscma_rtmdet_preset_step_by_step():
                                rtol=1e-10, atol=1e-15)
 
 
-def test_sscma_rtmdet_preset_explains(cli):
-    result = cli("+config/optimization=sscma_rtmdet", "engine_name=explain")
-    assert result.returncode == 0, result.stderr
-    assert "lr: start 4e-08," in result.stdout and "final 0.000200017" in result.stdout
+def test_sscma_rtmdet_preset_explains(cli_in_process):
+    status, output = cli_in_process("+config/optimization=sscma_rtmdet", "engine_name=explain")
+    assert status == 0, output
+    assert "lr: start 4e-08," in output and "final 0.000200017" in output

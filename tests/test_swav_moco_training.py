@@ -3,16 +3,11 @@ that never stopped (queues, frozen prototypes, key encoder included), and under 
 processes x 8 images train as 1 process x 16 (CPU, gloo)."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import finish, sigkill_after_steps, start_cli
 
 COMMON = ["DATA.TRAIN.DATA_LIMIT=256", "DATA.TRAIN.BATCHSIZE_PER_REPLICA=32", "OPTIMIZER.num_epochs=2",
           "MODEL.TRUNK.RESNETS.WIDTH_MULTIPLIER=0.125", "HOOKS.PROGRESS_BAR=false", "HOOKS.LOG_FREQUENCY=1",
@@ -31,12 +26,6 @@ METHODS = {
              MOCO_HEAD,
              "LOSS.moco_loss.momentum={name:cosine,start_value:0.9,end_value:1.0}"],
 }
-
-
-def clean_env():
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "HYDRA_FULL_ERROR")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 def final_state(run_dir):
@@ -61,20 +50,12 @@ def assert_bitwise_equal(a, b, where="state"):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_sigkill_then_the_same_command_ends_bitwise_identical(tmp_path, method):
-    args = [sys.executable, str(ROOT / "run.py"), *METHODS[method], *COMMON, "CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1"]
+    args = [*METHODS[method], *COMMON, "CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(args + [f"hydra.run.dir={straight}"], cwd=tmp_path, env=clean_env(), check=True,
-                   capture_output=True)
-    proc = subprocess.Popen(args + [f"hydra.run.dir={killed}"], cwd=tmp_path, env=clean_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = killed / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 6):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert metrics.read_text().count("\n") < 16, "the run finished before the kill"
-    subprocess.run(args + [f"hydra.run.dir={killed}"], cwd=tmp_path, env=clean_env(), check=True, capture_output=True)
+    reference = start_cli(straight, *args)  # trains beside the run that gets killed
+    assert sigkill_after_steps(start_cli(killed, *args), killed, 6) < 16, "the run finished before the kill"
+    finish(start_cli(killed, *args))
+    finish(reference)
     a, b = final_state(straight), final_state(killed)
     assert a["step"] == b["step"] == 16
     for part in ("model", "optim_wrappers", "method"):
@@ -104,21 +85,15 @@ EQUIV_METHODS = {
 }
 
 
-def launch(run_dir, nproc, *overrides):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = (cmd if nproc > 1 else [sys.executable]) + [str(ROOT / "run.py"), f"hydra.run.dir={run_dir}", *overrides]
-    result = subprocess.run(cmd, cwd=run_dir.parent, env=clean_env(), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 def logged_losses(run_dir):
     return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
 
 @pytest.mark.parametrize("method", sorted(EQUIV_METHODS))
 def test_two_processes_equal_one_with_the_global_batch(tmp_path, method):
-    launch(tmp_path / "two", 2, *EQUIV_METHODS[method], *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=8")
-    launch(tmp_path / "one", 1, *EQUIV_METHODS[method], *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16")
+    two = start_cli(tmp_path / "two", *EQUIV_METHODS[method], *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=8", nproc=2)
+    finish(start_cli(tmp_path / "one", *EQUIV_METHODS[method], *EQUIV, "DATA.TRAIN.BATCHSIZE_PER_REPLICA=16"))
+    finish(two)
     two, one = logged_losses(tmp_path / "two"), logged_losses(tmp_path / "one")
     assert len(one) == 3
     assert two == pytest.approx(one, rel=1e-5)

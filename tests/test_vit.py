@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vissl_lite.config.load import compose, resolve
 from vissl_lite.models import SSLModel, VisionTransformer, build_model

@@ -1,9 +1,12 @@
 """From a composed DictConfig (or overrides) to the validated, inferred config."""
 
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import TYPE_CHECKING, Sequence, Tuple
 
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:  # torch-free at import time
+    from .infer import Inferred
 
 
 SCHEMA_NAME = "vissl_lite_schema"

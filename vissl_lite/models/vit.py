@@ -13,7 +13,6 @@ Crops of another size (multi-crop's small crops) use the position embeddings res
 grid with bicubic interpolation (DINO's interpolate_pos_encoding); the class token's is kept.
 """
 
-import math
 from typing import Dict
 
 import torch

@@ -18,7 +18,7 @@ bias), its weight 1. MMEngine matches custom keys against "<module path>.<local 
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 from torch import nn
 
