@@ -114,7 +114,7 @@ def test_a_second_run_exits_at_once_while_the_first_trains_on(tmp_path):
     first = start_training(run_dir, "OPTIMIZER.num_epochs=40")  # 320 steps: a few seconds
     try:
         wait_for(lambda: run_lock.holder(run_dir) is not None, first)
-        second = run_cli(f"hydra.run.dir={run_dir}", *TINY, "OPTIMIZER.num_epochs=40", cwd=tmp_path,
+        second = run_cli(f"hydra.run.dir={run_dir}", *TINY, "OPTIMIZER.num_epochs=40", "SEED_VALUE=7", cwd=tmp_path,
                          env_extra={"OMP_NUM_THREADS": "1"}, timeout=60)
         assert first.poll() is None, "the first run ended before the second was refused; make it longer"
         steps_when_refused = len(logged_steps(run_dir))
@@ -127,6 +127,8 @@ def test_a_second_run_exits_at_once_while_the_first_trains_on(tmp_path):
     assert "hydra.run.dir=<another directory>" in second.stderr and "Traceback" not in second.stderr
     assert first.returncode == 0, first.output()
     assert logged_steps(run_dir) == list(range(1, 321))  # every step once: the second wrote nothing
+    assert "SEED_VALUE=7" not in (run_dir / ".hydra" / "overrides.yaml").read_text()  # nor its config
+    assert "OPTIMIZER.num_epochs=40" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert steps_when_refused < 320
 
 

@@ -57,11 +57,14 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(cfg, inferred: Inferred, run_dir: str) -> dict:
+def train(cfg, inferred: Inferred, run_dir: str, on_lock=None) -> dict:
+    """Train in `run_dir`; `on_lock()` runs on the main process once it holds the directory."""
     device = pick_device(cfg.MACHINE, int(os.environ.get("LOCAL_RANK", 0)))
     env = distributed.init_distributed(cfg.DISTRIBUTED, device.type)
     try:
         with run_lock.hold(Path(run_dir), env), _StopRequest() as stop:  # one live run per run directory
+            if on_lock is not None and env.is_main:
+                on_lock()
             return _train(cfg, inferred, Path(run_dir), device, env, stop)
     except RuntimeError as err:
         if env.active and (isinstance(err, torch.distributed.DistError) or "timed out" in str(err).lower()):
