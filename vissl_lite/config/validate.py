@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from .consistency import check_consistency
-from .schema import VisslLiteConfig
+from .schema import ScheduleConfig, VisslLiteConfig
 
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 _BOUNDS = {"ge": (">=", operator.ge), "gt": (">", operator.gt), "le": ("<=", operator.le), "lt": ("<", operator.lt)}
@@ -126,6 +126,10 @@ def _check(tp, value, path: str, meta: dict):
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
+            if tp is ScheduleConfig:  # a plain number where a schedule goes: show the constant schedule
+                fixed = isinstance(value, (int, float)) and not isinstance(value, bool)
+                raise ConfigError(path, value, "a schedule section (docs/schedules.md)",
+                                  f"for a fixed value write {path}={{name:constant,value:{value}}}" if fixed else None)
             raise ConfigError(path, value, f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(tp))}")
         hints = typing.get_type_hints(tp)
         fields = {f.name: f for f in dataclasses.fields(tp)}
