@@ -74,6 +74,23 @@ def test_the_directory_is_created(tmp_path):
         assert (tmp_path / "x" / "y" / "z" / run_lock.LOCK_NAME).is_file()
 
 
+def test_a_checkpoint_dir_shared_by_two_run_directories_is_held_too(tmp_path):
+    shared = tmp_path / "shared_checkpoints"
+    with run_lock.hold(tmp_path / "run_a", DistEnv(), shared):
+        with pytest.raises(TrainingError) as refused:
+            with run_lock.hold(tmp_path / "run_b", DistEnv(), shared):
+                pytest.fail("two runs writing one checkpoint folder")
+        # the refused run let go of its own run directory again
+        with run_lock.hold(tmp_path / "run_b", DistEnv()):
+            pass
+    message = str(refused.value)
+    assert message.startswith(f"checkpoint folder {shared} (CHECKPOINT.DIR) is in use by pid {os.getpid()} ")
+    assert "CHECKPOINT.DIR=<another folder>" in message
+    # a CHECKPOINT.DIR inside the run directory is covered by the run directory's lock
+    with run_lock.hold(tmp_path / "run_c", DistEnv(), tmp_path / "run_c" / "ckpt"):
+        assert not (tmp_path / "run_c" / "ckpt").exists()
+
+
 def test_a_second_holder_fails_at_once_naming_the_first(tmp_path):
     with run_lock.hold(tmp_path, DistEnv()):
         start = time.perf_counter()

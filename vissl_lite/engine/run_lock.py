@@ -1,4 +1,5 @@
-"""One live run per run directory: an advisory lock on `<run dir>/.run.lock`.
+"""One live run per run directory: an advisory lock on `<run dir>/.run.lock` (and on
+`<CHECKPOINT.DIR>/.run.lock` when the checkpoints go to a folder outside the run directory).
 
 Guarantees: while a training process holds the lock, a second process asking for the same
 directory fails at once (it never waits) with a TrainingError naming the holder (pid, host,
@@ -31,25 +32,26 @@ from ..errors import ConfigError, TrainingError
 LOCK_NAME = ".run.lock"
 
 
-def _try_lock(run_dir: Path):
-    """Create `run_dir` and lock it: (the descriptor holding the lock, None), or (None, the error
-    to raise as a zero-argument callable, picklable so rank 0 can hand it to every rank)."""
+def _try_lock(run_dir: Path, key: str = "hydra.run.dir"):
+    """Create `run_dir` (the folder `key` names) and lock it: (the descriptor holding the lock,
+    None), or (None, the error to raise as a zero-argument callable, picklable so rank 0 can hand
+    it to every rank)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         # Opened without O_TRUNC and never unlinked: the lock lives on this inode, and a file
         # replaced or removed under a waiting process would let two processes each lock their own.
         fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        return None, functools.partial(ConfigError, "hydra.run.dir", str(run_dir),
+        return None, functools.partial(ConfigError, key, str(run_dir),
                                        "a directory this process can create and write", f"{type(err).__name__}: {err}")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        return None, functools.partial(TrainingError, held_message(run_dir))
+        return None, functools.partial(TrainingError, held_message(run_dir, key))
     except OSError as err:  # e.g. ENOLCK: a filesystem without locks
         os.close(fd)
-        return None, functools.partial(ConfigError, "hydra.run.dir", str(run_dir),
+        return None, functools.partial(ConfigError, key, str(run_dir),
                                        "a directory on a filesystem with file locks (flock)",
                                        f"{type(err).__name__}: {err}")
     identity = {"pid": os.getpid(), "host": socket.gethostname(),
@@ -74,7 +76,7 @@ def holder(run_dir: Path):
         return None
 
 
-def held_message(run_dir: Path) -> str:
+def held_message(run_dir: Path, key: str = "hydra.run.dir") -> str:
     who = holder(run_dir)
     if who is None:
         by = "another process (it has not written its identity yet)"
@@ -82,21 +84,34 @@ def held_message(run_dir: Path) -> str:
     else:
         by = f"pid {who['pid']} on host {who['host']} since {who['since']} (command: {who['command']})"
         stop = f"stop it (kill {who['pid']} on {who['host']})"
+    if key == "CHECKPOINT.DIR":
+        return (f"checkpoint folder {run_dir} (CHECKPOINT.DIR) is in use by {by}; a second run there would "
+                f"overwrite its checkpoints. Wait for it to finish or {stop}, or set CHECKPOINT.DIR=<another folder>")
     return (f"run directory {run_dir} is in use by {by}; a second run there would overwrite its checkpoints "
             f"and metrics.jsonl. Wait for it to finish or {stop} and rerun to resume, or train elsewhere: "
             f"hydra.run.dir=<another directory> or different overrides")
 
 
 @contextlib.contextmanager
-def hold(run_dir: Path, env: distributed.DistEnv):
-    """Hold the run directory's lock for the body (rank 0 takes it); every rank raises the same
-    TrainingError (held elsewhere) or ConfigError (directory unusable) when rank 0 could not."""
-    fd, refusal = _try_lock(run_dir) if env.is_main else (None, None)
+def hold(run_dir: Path, env: distributed.DistEnv, checkpoint_dir: Path = None):
+    """Hold the run directory's lock for the body (rank 0 takes it), and the checkpoint folder's
+    when CHECKPOINT.DIR puts it elsewhere; every rank raises the same TrainingError (held
+    elsewhere) or ConfigError (directory unusable) when rank 0 could not."""
+    folders = [(Path(run_dir), "hydra.run.dir")]
+    if checkpoint_dir is not None and not Path(checkpoint_dir).resolve().is_relative_to(Path(run_dir).resolve()):
+        folders.append((Path(checkpoint_dir), "CHECKPOINT.DIR"))
+    fds, refusal = [], None
+    if env.is_main:
+        for folder, key in folders:
+            fd, refusal = _try_lock(folder, key)
+            if refusal is not None:
+                break
+            fds.append(fd)
     refusal = distributed.broadcast_object(env, refusal)
-    if refusal is not None:
-        raise refusal()
     try:
+        if refusal is not None:
+            raise refusal()
         yield
     finally:
-        if fd is not None:
+        for fd in reversed(fds):
             _release(fd)

@@ -62,7 +62,8 @@ def train(cfg, inferred: Inferred, run_dir: str, on_lock=None) -> dict:
     device = pick_device(cfg.MACHINE, int(os.environ.get("LOCAL_RANK", 0)))
     env = distributed.init_distributed(cfg.DISTRIBUTED, device.type)
     try:
-        with run_lock.hold(Path(run_dir), env), _StopRequest() as stop:  # one live run per run directory
+        checkpoint_dir = Path(cfg.CHECKPOINT.DIR) if cfg.CHECKPOINT.DIR else None
+        with run_lock.hold(Path(run_dir), env, checkpoint_dir), _StopRequest() as stop:  # one live run per folder
             if on_lock is not None and env.is_main:
                 on_lock()
             return _train(cfg, inferred, Path(run_dir), device, env, stop)
