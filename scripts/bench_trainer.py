@@ -76,13 +76,17 @@ def main():
     cfg, inferred = resolve(compose(overrides))
     device = pick_device(cfg.MACHINE, 0)
     raw, engine = [], []
+
+    def run_raw():
+        raw.append(raw_loop(cfg, device, args.epochs))
+
     def run_engine():
         with tempfile.TemporaryDirectory() as run_dir:
             r = train(cfg, inferred, run_dir)
         engine.append(r["images_per_epoch"] * (args.epochs - 1) / sum(r["epoch_seconds"][1:]))
 
     for repeat in range(args.repeats):  # ABBA order: neither side always runs first
-        for run in ((lambda: raw.append(raw_loop(cfg, device, args.epochs))), run_engine)[::1 if repeat % 2 == 0 else -1]:
+        for run in (run_raw, run_engine) if repeat % 2 == 0 else (run_engine, run_raw):
             run()
     report = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "overrides": overrides, "raw_loop_images_per_s": round(max(raw), 1),

@@ -28,18 +28,19 @@ def start_cli(run_dir, *overrides, nproc=1):
     launcher = [sys.executable]
     if nproc > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    log = open(f"{run_dir}.log", "w")
-    proc = subprocess.Popen([*launcher, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={run_dir}"],
-                            cwd=Path(run_dir).parent, env=clean_env(OMP_NUM_THREADS="1"), stdout=log,
-                            stderr=subprocess.STDOUT)
-    log.close()
+    log_path = Path(f"{run_dir}.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([*launcher, str(ROOT / "run.py"), *overrides, f"hydra.run.dir={run_dir}"],
+                                cwd=Path(run_dir).parent, env=clean_env(OMP_NUM_THREADS="1"), stdout=log,
+                                stderr=subprocess.STDOUT)
+    proc.log_path = log_path
     return proc
 
 
 def finish(proc, timeout=300):
     """Wait for a process from start_cli and return its output; fail with its end if it failed."""
     proc.wait(timeout=timeout)
-    output = Path(f"{proc.args[-1].split('=', 1)[1]}.log").read_text()
+    output = proc.log_path.read_text()
     assert proc.returncode == 0, output[-3000:]
     return output
 
@@ -85,7 +86,7 @@ def cli_in_process(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    handlers, level = root.handlers[:], root.level  # Hydra configures logging on every call
 
     def run(*args):
         monkeypatch.setattr(sys, "argv", [str(ROOT / "run.py"), *args])
@@ -100,8 +101,7 @@ def cli_in_process(tmp_path, monkeypatch):
 
     yield run
     GlobalHydra.instance().clear()
-    for handler in root.handlers[:]:
-        if handler not in saved[0]:
-            root.removeHandler(handler)
-            handler.close()
-    root.handlers[:], root.level = saved[0], saved[1]
+    for handler in set(root.handlers) - set(handlers):
+        handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -34,7 +34,7 @@ HOST = socket.gethostname()
 def start_training(run_dir, *overrides):
     """`python run.py` in the background, its output in RUN_DIR.log (a pipe nobody reads could fill up)."""
     proc = start_cli(run_dir, *TINY, *overrides)
-    proc.output = lambda: run_dir.with_name(f"{run_dir.name}.log").read_text()[-3000:]
+    proc.output = lambda: proc.log_path.read_text()[-3000:]
     return proc
 
 

@@ -37,20 +37,19 @@ def _run(cfg: DictConfig) -> None:
     from .engine import run_engine
 
     hydra_cfg = HydraConfig.get()
-    composed = cfg
 
     def record_config() -> None:
         """Hydra's .hydra/ files, written once this process owns the run directory (defaults.yaml
         turns Hydra's own early writing off, so that a refused second launch changes nothing)."""
         folder = Path(hydra_cfg.runtime.output_dir) / ".hydra"
         folder.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(composed, folder / "config.yaml")
+        OmegaConf.save(cfg, folder / "config.yaml")
         OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
         OmegaConf.save(hydra_cfg.overrides.task, folder / "overrides.yaml")
 
     with config_errors_reported():
-        cfg, inferred = resolve(cfg)
-        run_engine(cfg, inferred, hydra_cfg.runtime.output_dir, on_lock=record_config)
+        resolved, inferred = resolve(cfg)
+        run_engine(resolved, inferred, hydra_cfg.runtime.output_dir, on_lock=record_config)
 
 
 def main() -> None:

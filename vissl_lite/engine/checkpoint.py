@@ -22,6 +22,11 @@ FINAL = "model_final.torch"
 _STEP_FILE = re.compile(r"^checkpoint_step(\d+)\.torch$")
 
 
+def checkpoint_folder(checkpoint_cfg, run_dir: Path) -> Path:
+    """CHECKPOINT.DIR, or <run dir>/checkpoints when it is empty."""
+    return Path(checkpoint_cfg.DIR) if checkpoint_cfg.DIR else Path(run_dir) / "checkpoints"
+
+
 def step_file(step: int) -> str:
     return f"checkpoint_step{step:08d}.torch"
 

@@ -14,6 +14,7 @@ from .. import distributed
 from ..config.infer import Inferred
 from ..errors import ConfigError, TrainingError
 from . import run_lock
+from .checkpoint import checkpoint_folder
 from .trainer import Trainer
 
 log = logging.getLogger("vissl_lite")
@@ -62,8 +63,8 @@ def train(cfg, inferred: Inferred, run_dir: str, on_lock=None) -> dict:
     device = pick_device(cfg.MACHINE, int(os.environ.get("LOCAL_RANK", 0)))
     env = distributed.init_distributed(cfg.DISTRIBUTED, device.type)
     try:
-        checkpoint_dir = Path(cfg.CHECKPOINT.DIR) if cfg.CHECKPOINT.DIR else None
-        with run_lock.hold(Path(run_dir), env, checkpoint_dir), _StopRequest() as stop:  # one live run per folder
+        with run_lock.hold(Path(run_dir), env, checkpoint_folder(cfg.CHECKPOINT, run_dir)), \
+                _StopRequest() as stop:  # one live run per run directory and checkpoint folder
             if on_lock is not None and env.is_main:
                 on_lock()
             return _train(cfg, inferred, Path(run_dir), device, env, stop)

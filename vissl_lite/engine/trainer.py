@@ -71,7 +71,7 @@ class Trainer:
         self._build_model_and_wrappers()
         self.method = build_method(cfg, SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, channels))
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg.SEED_VALUE * 1000 + env.rank)
-        self.folder = Path(cfg.CHECKPOINT.DIR) if cfg.CHECKPOINT.DIR else self.run_dir / "checkpoints"
+        self.folder = ckpt.checkpoint_folder(cfg.CHECKPOINT, self.run_dir)
         self.step = 0
         if cfg.CHECKPOINT.AUTO_RESUME:
             self.step = resume(self.folder, cfg, self.model, self.wrappers, self.method, self.aug_gen,
