@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from vissl_lite.errors import ConfigError
@@ -56,23 +57,27 @@ def test_composite_keeps_a_lower_second_cycle_and_the_warmup_ratio():
     assert schedule["schedulers"][0]["end_value"] == 0.2  # the input is not modified
 
 
-def test_mmengine_base_value_and_absolute_values_scale_ratios_stay():
+def test_mmengine_scales_the_base_only_as_auto_scale_lr_does():
+    # MMEngine's Runner multiplies the optimizer's lr by the factor before building the
+    # schedulers: an absolute eta_min stays, an eta_min_ratio follows the scaled base.
     schedule = {"name": "mmengine", "base_value": 0.004, "schedulers": [
         {"type": "LinearLR", "start_factor": 1e-5, "by_epoch": False, "end": 1000},
         {"type": "CosineAnnealingLR", "eta_min": 0.0002, "begin": 150, "end": 300},
         {"type": "CosineRestartLR", "periods": [5], "eta_min_ratio": 0.1}]}
-    scaled, report = scale(schedule, 1024, base_value=0.004)  # factor 4: peak 0.004 -> 0.016
+    scaled, report = scale(schedule, 1024, base_value=0.004)  # factor 4: base 0.004 -> 0.016
     assert scaled["base_value"] == pytest.approx(0.016)
-    assert scaled["schedulers"][1]["eta_min"] == pytest.approx(0.0008)
+    assert scaled["schedulers"][1]["eta_min"] == 0.0002
     assert scaled["schedulers"][0]["start_factor"] == 1e-5 and scaled["schedulers"][2]["eta_min_ratio"] == 0.1
-    assert [(k, b) for k, b, _ in report.changes] == [("lr.base_value", 0.004), ("lr.schedulers[1].eta_min", 0.0002)]
-    assert report.lines()[1:] == ["  lr.base_value: 0.004 -> 0.016", "  lr.schedulers[1].eta_min: 0.0002 -> 0.0008"]
+    assert [(k, b) for k, b, _ in report.changes] == [("lr.base_value", 0.004)]
+    assert report.lines()[1:] == ["  lr.base_value: 0.004 -> 0.016"]
 
 
-def test_mmengine_one_cycle_peak_is_the_peak():
+def test_mmengine_one_cycle_peak_stays_absolute():
     schedule = {"name": "mmengine", "base_value": 0.01, "schedulers": [{"type": "OneCycleLR", "eta_max": 0.1}]}
-    scaled, _ = scale(schedule, 512, base_value=0.3)  # peak eta_max 0.1 -> 0.6, r = 6
-    assert scaled["schedulers"][0]["eta_max"] == pytest.approx(0.6) and scaled["base_value"] == pytest.approx(0.06)
+    scaled, _ = auto_scale_schedule({**schedule, "auto_lr_scaling": {"auto_scale": True}}, "lr", 512)
+    assert scaled["schedulers"][0]["eta_max"] == 0.1 and scaled["base_value"] == pytest.approx(0.02)
+    with pytest.raises(ConfigError, match=r"lr\.auto_lr_scaling\.base_value: got 0\.3; allowed: unset or 0\.01"):
+        scale(schedule, 512, base_value=0.3)
 
 
 def test_mmcv_base_value_and_min_lr_scale_ratios_stay():
@@ -159,7 +164,7 @@ def test_explain_previews_the_world_size(tmp_path, monkeypatch, capsys, nodes, p
     assert report["schedule_summary"]["lr"]["start"] == pytest.approx(peak / 8, rel=1e-12)
     assert peak * 0.97 < report["schedule_summary"]["lr"]["peak"] <= peak
     saved = json.loads((tmp_path / "explain.json").read_text())
-    assert len(saved["schedules"]["lr"]) == 4 * (8192 // (64 * world))
+    assert len(np.load(tmp_path / saved["schedules_file"])["lr"]) == 4 * (8192 // (64 * world))
     assert math.isclose(saved["groups"][0]["lr_start"], peak / 8, rel_tol=1e-12)
     assert (tmp_path / "schedule.png").stat().st_size > 10_000
     assert f"factor {64 * world / 256:g}" in capsys.readouterr().out

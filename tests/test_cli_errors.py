@@ -75,7 +75,7 @@ BAD_INPUTS = [
     (["CHECKPOINT.DIR=/etc/hostname/checkpoints"], ["CHECKPOINT.DIR", "'/etc/hostname/checkpoints'",
                                                     "a folder this process can create and write", "is a file"]),
     (["MODEL.WEIGHTS_INIT.PARAMS_FILE=/no/such/file.torch"], ["MODEL.WEIGHTS_INIT.PARAMS_FILE",
-                                                              "'/no/such/file.torch'", "an existing vissl_lite checkpoint"]),
+                                                              "'/no/such/file.torch'", "an existing weights file"]),
     (["DATA.TRAIN.DATA_SOURCES=[disk_folder]"], ["DATA.TRAIN.DATA_PATHS", "[]", "[a folder] for disk_folder"]),
     (["DATA.TRAIN.DATA_SOURCES=[disk_folder]", "DATA.TRAIN.DATA_PATHS=[/no/such/folder]"],
      ["DATA.TRAIN.DATA_PATHS[0]", "'/no/such/folder'", "an existing folder"]),

@@ -52,6 +52,7 @@ def explained(tmp_path, global_batch, steps_per_epoch, as_name="converted", extr
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         explain(cfg, inferred, str(run_dir))
     saved = json.loads((run_dir / "explain.json").read_text())
+    saved["schedules"] = dict(np.load(run_dir / saved["schedules_file"]))  # the arrays: schedules.npz
     assert saved["steps_per_epoch"] == steps_per_epoch
     return saved, printed.getvalue()
 

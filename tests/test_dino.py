@@ -16,7 +16,7 @@ from vissl_lite.config.schema import TransformsConfig
 from vissl_lite.data import SSLAugment
 from vissl_lite.engine import checkpoint as ckpt
 from vissl_lite.engine.method import build_method
-from vissl_lite.engine.methods.dino import DINOMethod
+from vissl_lite.engine.methods.dino import dino_schedule
 from vissl_lite.engine.train import train
 from vissl_lite.losses.dino import DINOLoss, updated_center
 from vissl_lite.models import build_model
@@ -131,11 +131,16 @@ def test_head_outputs_cosines_with_a_normalised_last_layer():
     assert trained.prototypes0.weight_g.requires_grad and "BatchNorm1d" in [type(m).__name__ for m in trained.mlp]
 
 
+def teacher_schedules(cfg, steps_per_epoch):
+    """The schedules a DINO method builds from LOSS.dino_loss (what DINOMethod.schedules() returns)."""
+    return {f"LOSS.dino_loss.{name}": dino_schedule(cfg, name, steps_per_epoch) for name in ("momentum", "teacher_temp")}
+
+
 def test_teacher_schedules_at_given_steps():
     # The recipe's defaults over 10 epochs of 10 steps: momentum = 1 - 0.004 (1 + cos(pi k / 100)) / 2,
     # temperature 0.04 -> 0.07 linearly over the first 10 steps, then 0.07.
     cfg, _ = resolve(compose(["OPTIMIZER.num_epochs=10"]))
-    schedules = DINOMethod.schedules(cfg, steps_per_epoch=10)
+    schedules = teacher_schedules(cfg, steps_per_epoch=10)
     momentum, temp = schedules["LOSS.dino_loss.momentum"], schedules["LOSS.dino_loss.teacher_temp"]
     for k, expected in [(0, 0.996), (25, 0.99658579), (50, 0.998), (75, 0.99941421)]:
         assert momentum.values(k) == pytest.approx(expected, abs=1e-8)
@@ -145,7 +150,7 @@ def test_teacher_schedules_at_given_steps():
     # end factor at iteration end - 1 = 29: 0.04 + 0.03 k / 29
     cfg, _ = resolve(compose(["OPTIMIZER.num_epochs=10", "LOSS.dino_loss.teacher_temp={name:mmengine,base_value:0.07,"
                               "schedulers:[{type:LinearLR,start_factor:0.5714285714285714,by_epoch:false,end:30}]}"]))
-    temp = DINOMethod.schedules(cfg, steps_per_epoch=10)["LOSS.dino_loss.teacher_temp"]
+    temp = teacher_schedules(cfg, steps_per_epoch=10)["LOSS.dino_loss.teacher_temp"]
     for k, expected in [(0, 0.04), (15, 0.04 + 0.03 * 15 / 29), (29, 0.07), (60, 0.07)]:
         assert temp.values(k) == pytest.approx(expected, abs=1e-12)
 
@@ -155,10 +160,10 @@ def test_bad_teacher_schedules_name_the_key():
 
     cfg, _ = resolve(compose(["LOSS.dino_loss.momentum={name:cosine,start_value:0.996,end_value:1.5}"]))
     with pytest.raises(ConfigError, match=r"LOSS.dino_loss.momentum.end_value: got 1.5"):
-        DINOMethod.schedules(cfg, steps_per_epoch=4)
+        teacher_schedules(cfg, steps_per_epoch=4)
     cfg, _ = resolve(compose(["LOSS.dino_loss.teacher_temp={name:constant}"]))
     with pytest.raises(ConfigError, match=r"LOSS.dino_loss.teacher_temp.value"):
-        DINOMethod.schedules(cfg, steps_per_epoch=4)
+        teacher_schedules(cfg, steps_per_epoch=4)
 
 
 # ----------------------------------------------------------------------------- crops and the model
@@ -201,8 +206,7 @@ def test_method_step_by_hand():
     outputs, the center moves by ema_center, and after the step the teacher is the EMA."""
     cfg, _ = resolve(compose(TINY + ["MODEL.TRUNK.VISION_TRANSFORMERS.DROP_PATH_RATE=0.0"]))
     model = build_model(cfg.MODEL)
-    method = build_method(cfg, SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
-    method.start(model, step=0, steps_per_epoch=4)
+    method = build_method(cfg, model, steps_per_epoch=4, augment=SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
     images = torch.rand(4, 1, 8, 8)
     loss, features = method.forward(model, images, None, torch.Generator().manual_seed(0))
     crops = method.augment.multi_crop(images, 2, torch.Generator().manual_seed(0))

@@ -79,8 +79,7 @@ def make_method(*overrides):
     cfg, _ = resolve(compose(SMALL + list(overrides)))
     torch.manual_seed(0)
     model = build_model(cfg.MODEL)
-    method = build_method(cfg, SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
-    method.start(model, 0, steps_per_epoch=5)
+    method = build_method(cfg, model, steps_per_epoch=5, augment=SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
     return model, method
 
 

@@ -193,3 +193,80 @@ def test_momentum_and_dict_of_wrappers():
     assert set(state) == {"model", "probe"}
     with pytest.raises(ValueError, match="probe"):
         OptimWrapperDict(model=sgd_wrapper).load_state_dict(state)
+
+
+def fine_grained_loop(wrapper, model, data, per_update=2):
+    """MMEngine's fine-grained loop: backward on every micro-batch, then step and zero_grad."""
+    for i, (x, y) in enumerate(data):
+        with wrapper.optim_context(model):
+            loss = F.cross_entropy(model(x), y)
+        wrapper.backward(loss)
+        if (i + 1) % per_update == 0:
+            wrapper.step()
+            wrapper.zero_grad()
+
+
+def test_fine_grained_backward_accumulates_like_mmengine():
+    """backward, backward, step, zero_grad: the step sees the sum of both micro-batches' gradients."""
+    model, data = make_model_and_data(steps=6)
+    ours, theirs, hand = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
+    fine_grained_loop(OptimWrapper(sgd(ours)), ours, data)
+    fine_grained_loop(mmengine_optim.OptimWrapper(sgd(theirs)), theirs, data)
+    opt = sgd(hand)
+    for i in range(0, len(data), 2):
+        opt.zero_grad()
+        sum(F.cross_entropy(hand(x), y) for x, y in data[i:i + 2]).backward()
+        opt.step()
+    assert_same_params(ours, hand)
+    assert_same_params(ours, theirs)
+
+
+def adam(params):
+    return torch.optim.Adam(params, lr=0.01, betas=(0.8, 0.95), weight_decay=1e-3)
+
+
+def test_load_state_dict_takes_an_mmengine_optim_wrapper_state():
+    """Three Adam steps under MMEngine, its state_dict() loaded here, three more steps on each
+    side: the same parameters. MMEngine keeps the iteration in its runner, so the step counter
+    is set separately; keys MMEngine does not write (a group's name) stay."""
+    model, data = make_model_and_data(steps=6)
+    theirs = copy.deepcopy(model)
+    mm = mmengine_optim.OptimWrapper(adam(theirs.parameters()))
+    run_wrapper(mm, theirs, data[:3])
+    state = mm.state_dict()
+    assert set(state) == {"state", "param_groups"}  # MMEngine's layout: the torch optimizer's own
+    ours = copy.deepcopy(theirs)
+    wrapper = OptimWrapper(adam([{"params": list(ours.parameters()), "name": "all"}]))
+    wrapper.load_state_dict(copy.deepcopy(state))
+    wrapper.set_step(3)
+    assert wrapper.param_groups[0]["name"] == "all" and wrapper.step_count == 3
+    run_wrapper(mm, theirs, data[3:])
+    run_wrapper(wrapper, ours, data[3:])
+    assert_same_params(ours, theirs)
+
+
+def test_load_state_dict_of_another_layout_says_what_differs():
+    model, _ = make_model_and_data()
+    mm_state = mmengine_optim.OptimWrapper(adam(model.parameters())).state_dict()  # one group of 4 tensors
+    weights, biases = [model[0].weight, model[2].weight], [model[0].bias, model[2].bias]
+    two_groups = OptimWrapper(adam([{"params": weights}, {"params": biases, "weight_decay": 0.0}]))
+    with pytest.raises(ValueError, match=r"^the MMEngine optimizer state has 1 parameter group\(s\) of 4 tensors, "
+                                         r"this optimizer 2 of 2, 2$"):
+        two_groups.load_state_dict(mm_state)
+    with pytest.raises(ValueError, match="has optimizer, step_count, inner_count .* this one has \\['lr'\\]"):
+        OptimWrapper(adam(model.parameters())).load_state_dict({"lr": 0.1})
+    amp_state = {**mm_state, "loss_scaler": torch.amp.GradScaler("cpu").state_dict()}  # AmpOptimWrapper's layout
+    with pytest.raises(ValueError, match="AmpOptimWrapper's .* this is an OptimWrapper"):
+        OptimWrapper(adam(model.parameters())).load_state_dict(amp_state)
+
+
+def test_amp_wrapper_takes_an_mmengine_amp_state():
+    """MMEngine's AmpOptimWrapper (CUDA-only there) saves {**optimizer.state_dict(), 'loss_scaler':
+    GradScaler.state_dict()}; the scale and growth counter come back."""
+    model, _ = make_model_and_data()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    scaler._lazy_init_scale_growth_tracker(torch.device("cpu"))
+    state = {**adam(model.parameters()).state_dict(), "loss_scaler": scaler.state_dict()}
+    wrapper = AmpOptimWrapper(adam(model.parameters()), dtype="float16")
+    wrapper.load_state_dict(state)
+    assert wrapper.loss_scaler.get_scale() == 2.0 ** 10

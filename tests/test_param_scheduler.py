@@ -2,13 +2,14 @@
 computation; the registry, the refusal of `where` outside [0, 1) and the error layering."""
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from fvcore.common import param_scheduler as fv
 
 from vissl_lite.errors import ConfigError
-from vissl_lite.optim.schedules import SCHEDULES, build_step_schedule, check_schedule
+from vissl_lite.optim.schedules import SCHEDULES, arg, build_step_schedule, check_schedule
 from vissl_lite.optim.schedules.fractions import CosineWarmRestartParamScheduler, ParamScheduler
 
 
@@ -72,9 +73,9 @@ def test_default_update_intervals_follow_classyvision():
         assert SCHEDULES[name].default_update_interval == interval
     for cfg, _ in CASES:
         if cfg["name"] in expected:
-            assert build_param_scheduler(cfg).update_interval == expected[cfg["name"]]
+            assert build_param_scheduler(cfg).interval == expected[cfg["name"]]
     assert build_param_scheduler({"name": "cosine", "start_value": 1, "end_value": 0,
-                                  "update_interval": "epoch"}).update_interval == "epoch"
+                                  "update_interval": "epoch"}).interval == "epoch"
 
 
 def test_step_with_fixed_gamma_uses_equal_buckets_of_where():
@@ -218,21 +219,17 @@ def test_the_maths_raise_plain_value_errors():
 
 
 def test_users_register_their_own_type():
+    # The constructor is the config: a dataclass whose fields are its arguments.
     @SCHEDULES.register
+    @dataclass
     class SquareRootDecay(ParamScheduler):
         """s(w) = base_value * sqrt(1 - w)."""
 
         name, value_fields = "test_sqrt_decay", ("base_value",)
-
-        def __init__(self, base_value):
-            self.base_value = base_value
+        base_value: float = arg(gt=0, doc="value at w = 0")
 
         def _values(self, w):
             return self.base_value * np.sqrt(1 - w)
-
-        @classmethod
-        def from_config(cls, f, context):
-            return cls(f.number("base_value", gt=0))
 
     try:
         schedule = build_step_schedule({"name": "test_sqrt_decay", "base_value": 2.0}, "lr", 1, 4)
@@ -241,5 +238,7 @@ def test_users_register_their_own_type():
             SCHEDULES.register(SquareRootDecay)
         with pytest.raises(ConfigError, match=r"lr\.base_value: got -1"):
             build_step_schedule({"name": "test_sqrt_decay", "base_value": -1}, "lr", 1, 4)
+        with pytest.raises(ConfigError, match=r"lr\.power: got 2; allowed: test_sqrt_decay takes base_value, update_interval"):
+            build_step_schedule({"name": "test_sqrt_decay", "base_value": 1, "power": 2}, "lr", 1, 4)
     finally:
         del SCHEDULES["test_sqrt_decay"]

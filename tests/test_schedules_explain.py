@@ -41,7 +41,9 @@ def test_every_dialect_is_explained(tmp_path, monkeypatch):
     cosine_wd = "OPTIMIZER.param_schedulers.weight_decay={name:cosine,start_value:0.04,end_value:0.4}"
     report, printed = run_explain([lr_warmup_cosine(4), cyclic_momentum, cosine_wd, *run_of(4, 600)], tmp_path)
     saved = json.loads((tmp_path / "explain.json").read_text())
-    lr, momentum, wd = (np.array(saved["schedules"][k]) for k in ("lr", "momentum", "weight_decay"))
+    arrays = np.load(tmp_path / saved["schedules_file"])
+    assert sorted(saved["schedules"]) == sorted(arrays.files)
+    lr, momentum, wd = (arrays[k] for k in ("lr", "momentum", "weight_decay"))
     assert len(lr) == len(momentum) == len(wd) == report["total_steps"] == 2400
     # by hand: LinearLR reaches the base at iteration 999; the cosine runs over epochs 2-3
     # (iterations 1200-2399) from there to 2e-4; mmcv's cyclic momentum (default 0.85 / 0.95, 1)

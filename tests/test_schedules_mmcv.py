@@ -162,14 +162,14 @@ BAD = [
     ({"policy": "step", "step": [8, 11], "warmup": "linear"}, "lr.warmup_iters", ">= 1 when warmup is set"),
     ({"policy": "step", "step": [8, 11], "warmup": "linear", "warmup_iters": 5, "warmup_ratio": 0.0},
      "lr.warmup_ratio", "(0, 1]"),
-    ({"policy": "step"}, "lr.step", "required by step"),
+    ({"policy": "step"}, "lr.step", "required by Step"),
     ({"policy": "step", "step": [8, 0]}, "lr.step", "integer > 0"),
     ({"policy": "CosineAnnealing", "min_lr": 0.0, "min_lr_ratio": 0.01}, "lr.min_lr", "exactly one"),
     ({"policy": "CosineAnnealing"}, "lr.min_lr", "exactly one"),
     ({"policy": "cyclic", "by_epoch": True}, "lr.by_epoch", "counts iterations"),
     ({"policy": "cyclic", "target_ratio": [1, 2, 3]}, "lr.target_ratio", "one or two numbers"),
     ({"policy": "cyclic", "step_ratio_up": 1.0}, "lr.step_ratio_up", "[0, 1)"),
-    ({"policy": "exp"}, "lr.gamma", "required by mmcv"),
+    ({"policy": "exp"}, "lr.gamma", "required by Exp"),
 ]
 
 

@@ -135,18 +135,17 @@ SMALL = ["config=pretrain/swav/swav_digits", "MODEL.TRUNK.RESNETS.WIDTH_MULTIPLI
          "DATA.TRAIN.TRANSFORMS.LOCAL_CROPS_NUMBER=2", "DATA.TRAIN.TRANSFORMS.LOCAL_CROP_SIZE=4"]
 
 
-def make_method(*overrides):
+def make_method(*overrides, steps_per_epoch=10):
     cfg, _ = resolve(compose(SMALL + list(overrides)))
     torch.manual_seed(0)
     model = build_model(cfg.MODEL)
-    method = build_method(cfg, SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
+    method = build_method(cfg, model, steps_per_epoch=steps_per_epoch, augment=SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
     return cfg, model, method
 
 
 def test_queue_starts_fills_and_joins_the_targets():
     # 8 images per step, 2 target crops; a queue of 16 per target crop, filling from step 2.
     _, model, method = make_method("LOSS.swav_loss.queue.queue_length=16", "LOSS.swav_loss.queue.start_iter=2")
-    method.start(model, step=0, steps_per_epoch=10)
     seen, embeddings = [], []
     real_loss = method.loss_fn
 
@@ -171,21 +170,19 @@ def test_queue_starts_fills_and_joins_the_targets():
 
 def test_start_epoch_and_state():
     cfg, model, method = make_method("LOSS.swav_loss.queue.queue_length=16", "LOSS.swav_loss.queue.start_iter=2",
-                                     "LOSS.swav_loss.queue.start_epoch=1")
-    method.start(model, step=0, steps_per_epoch=5)
+                                     "LOSS.swav_loss.queue.start_epoch=1", steps_per_epoch=5)
     assert method.queue_start == 5  # the later of step 2 and epoch 1 (5 steps)
     method.queue.push(torch.ones(2, 8, 16))
     state = method.state_dict()
     assert state["queue"]["embeddings"].shape == (1, 2, 16, 16)  # [processes, crops, length, dim]
-    other = build_method(cfg, SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
+    other = build_method(cfg, model, steps_per_epoch=5, augment=SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 1))
     other.load_state_dict(state)
-    other.start(model, step=3, steps_per_epoch=5)
+    other.set_step(3)
     assert torch.equal(other.queue.embeddings, method.queue.embeddings) and other.queue.filled == 8
 
 
 def test_prototypes_are_normalised_before_each_steps_forward():
     _, model, method = make_method("OPTIMIZER.accumulation_steps=2")
-    method.start(model, 0, 10)
     prototypes = model.heads[-1].prototypes0
     norms = []
     prototypes.register_forward_pre_hook(lambda m, i: norms.append(m.weight.norm(dim=1).clone()))

@@ -28,9 +28,9 @@ def adamw_first_step(p, g, eps=1e-8):
 
 
 CASES = {
-    "sgd": (["OPTIMIZER.name=sgd", "OPTIMIZER.use_larc=false"], sgd_first_step),
-    "sgd_larc": (["OPTIMIZER.name=sgd", "OPTIMIZER.use_larc=true", "OPTIMIZER.larc_config.clip=false"],
-                 larc_first_step),
+    "sgd": (["OPTIMIZER.name=sgd", "OPTIMIZER.momentum=0.9", "OPTIMIZER.use_larc=false"], sgd_first_step),
+    "sgd_larc": (["OPTIMIZER.name=sgd", "OPTIMIZER.momentum=0.9", "OPTIMIZER.use_larc=true",
+                  "OPTIMIZER.larc_config.clip=false"], larc_first_step),
     "adamw": (["OPTIMIZER.name=adamw", "OPTIMIZER.use_larc=false"], adamw_first_step),
 }
 
@@ -40,7 +40,7 @@ def test_frozen_prototypes_stay_still_then_move_like_a_first_step(case):
     overrides, first_step = CASES[case]
     cfg, _ = resolve(compose(["~config", *overrides, "OPTIMIZER.param_schedulers.lr={name:constant,value:0.1}",
                               f"OPTIMIZER.weight_decay={WD}", "OPTIMIZER.regularize_bias=true",
-                              "OPTIMIZER.regularize_bn=true", "OPTIMIZER.momentum=0.9"]))
+                              "OPTIMIZER.regularize_bn=true"]))
     torch.manual_seed(0)
     trunk = nn.Linear(4, 6)
     trunk.out_dim = 6

@@ -48,6 +48,10 @@ def _run(cfg: DictConfig) -> None:
         OmegaConf.save(hydra_cfg.overrides.task, folder / "overrides.yaml")
 
     with config_errors_reported():
+        from .config.schedule_layers import restack_schedules
+
+        # hydra.searchpath (a user's experiment folder) is among Hydra's own overrides, not the task's
+        restack_schedules(cfg, [*hydra_cfg.overrides.hydra, *hydra_cfg.overrides.task], CONF_DIR)
         resolved, inferred = resolve(cfg)
         run_engine(resolved, inferred, hydra_cfg.runtime.output_dir, on_lock=record_config)
 

@@ -17,7 +17,7 @@ def check_consistency(cfg) -> None:
     hooks = cfg.HOOKS
     test_used = hooks.KNN_MONITOR.ENABLED or hooks.ONLINE_LINEAR_PROBE.ENABLED or cfg.LOSS.name == "cross_entropy"
     for split in ("TRAIN", "TEST") if test_used else ("TRAIN",):
-        _check_split(cfg.DATA[split], f"DATA.{split}", cfg.MODEL.TRUNK, training)
+        _check_split(cfg.DATA[split], f"DATA.{split}", cfg.MODEL.TRUNK, training or cfg.engine_name == "augmentations")
     _check_optimizer(cfg.OPTIMIZER)
     if training:  # explain reads no data and writes no checkpoint
         _check_paths(cfg)
@@ -36,13 +36,37 @@ def _check_split(split, key: str, trunk, training: bool) -> None:
                               f"1 value or {channels} ({channels_key}), one per channel")
     if len(split.DATA_SOURCES) != 1:
         raise ConfigError(f"{key}.DATA_SOURCES", list(split.DATA_SOURCES),
-                          "exactly one source per split: [digits], [synthetic] or [disk_folder]")
-    if split.DATA_SOURCES[0] == "disk_folder":
-        if len(split.DATA_PATHS) != 1 and (training or split.DATA_PATHS):
-            raise ConfigError(f"{key}.DATA_PATHS", list(split.DATA_PATHS), "[a folder] for disk_folder")
-        if training and not Path(split.DATA_PATHS[0]).is_dir():
-            raise ConfigError(f"{key}.DATA_PATHS[0]", split.DATA_PATHS[0],
-                              "an existing folder laid out root/class/image", "no such folder")
+                          "exactly one source per split: [digits], [synthetic], [disk_folder], [disk_filelist] or [manifest]")
+    _check_files(split, key, channels, channels_key, training)
+
+
+# Image-file sources: what their one DATA_PATHS entry is.
+_FILE_SOURCES = {"disk_folder": ("a folder", Path.is_dir), "disk_filelist": ("a .npy file of paths", Path.is_file),
+                 "manifest": ("a .txt or .csv file of path[,label] lines", Path.is_file)}
+
+
+def _check_files(split, key: str, channels: int, channels_key: str, reading: bool) -> None:
+    source, t = split.DATA_SOURCES[0], split.TRANSFORMS
+    if split.LABEL_PATHS and source != "disk_filelist":
+        raise ConfigError(f"{key}.LABEL_PATHS", list(split.LABEL_PATHS), f"[] with {source} (labels of disk_filelist only)")
+    if source not in _FILE_SOURCES:
+        return
+    what, exists = _FILE_SOURCES[source]
+    if len(split.DATA_PATHS) != 1 and (reading or split.DATA_PATHS):
+        raise ConfigError(f"{key}.DATA_PATHS", list(split.DATA_PATHS), f"[{what}] for {source}")
+    if len(split.LABEL_PATHS) > 1:
+        raise ConfigError(f"{key}.LABEL_PATHS", list(split.LABEL_PATHS), "[] or [a .npy file of integer labels]")
+    if reading:
+        for name, paths, what_it_is, test in (("DATA_PATHS", split.DATA_PATHS, what, exists),
+                                              ("LABEL_PATHS", split.LABEL_PATHS, "a .npy file of labels", Path.is_file)):
+            if paths and not test(Path(paths[0])):
+                raise ConfigError(f"{key}.{name}[0]", paths[0], f"an existing {what_it_is.removeprefix('a ')}",
+                                  "no such " + ("folder" if test is Path.is_dir else "file"))
+    if channels not in (1, 3):
+        raise ConfigError(channels_key, channels, f"1 (L) or 3 (RGB) with {source}: image files decode to those")
+    if t.RESIZE_SIZE is not None and t.RESIZE_SIZE < t.CROP_SIZE:
+        raise ConfigError(f"{key}.TRANSFORMS.RESIZE_SIZE", t.RESIZE_SIZE,
+                          f"null or at least CROP_SIZE ({t.CROP_SIZE}): the centre crop is cut from the resized image")
 
 
 def _check_optimizer(opt) -> None:
@@ -79,5 +103,5 @@ def _check_paths(cfg) -> None:
                               reason)
     init = cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE
     if init and not Path(init).is_file():
-        raise ConfigError("MODEL.WEIGHTS_INIT.PARAMS_FILE", init, "an existing vissl_lite checkpoint file",
+        raise ConfigError("MODEL.WEIGHTS_INIT.PARAMS_FILE", init, "an existing weights file",
                           "no such file")

@@ -3,12 +3,12 @@ head LR / weight decay defaults. Its result is what gets saved as the resolved c
 
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..optim.auto_scaling import ScalingReport, auto_scale_schedule
-from ..optim.group_scheduler import check_schedules, schedules_in_use
+from ..optim.group_scheduler import SCHEDULABLE, check_schedules, followed, schedule_section, schedules_in_use
 from ..optim.schedules import value_slots
 from ..errors import ConfigError
 from .plain import plain
@@ -21,6 +21,9 @@ class Inferred:
     global_batch_size: int
     scaling: List[ScalingReport] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    # {optimizer section key: {schedule key: definition}}: the schedules in use, built once here
+    # (GroupScheduler compiles them for the steps per epoch).
+    schedules: Dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -45,24 +48,13 @@ def resolve_world_size(cfg, env: Optional[dict] = None):
     return 1, "single process"
 
 
-# What each schedulable hyperparameter may be: (test, words).
-_RANGES = {
-    "lr": (lambda v: v >= 0, "a value >= 0 (a learning rate)"),
-    "lr_head": (lambda v: v >= 0, "a value >= 0 (a learning rate)"),
-    "weight_decay": (lambda v: v >= 0, "a value >= 0 (a weight decay)"),
-    "weight_decay_head": (lambda v: v >= 0, "a value >= 0 (a weight decay)"),
-    "momentum": (lambda v: 0 <= v < 1, "a value in [0, 1) (a momentum)"),
-}
-
-
 def check_schedule_ranges(opt, keys, prefix: str = "OPTIMIZER") -> None:
     """Every value written in a schedule must be a legal value of what it schedules."""
     for key in keys:
-        ok, allowed = _RANGES[key]
-        schedule = plain(opt.param_schedulers[key])
-        for container, slot, full_key in value_slots(schedule, f"{prefix}.param_schedulers.{key}"):
+        legal, allowed = SCHEDULABLE[key].legal, SCHEDULABLE[key].allowed
+        for container, slot, full_key in value_slots(schedule_section(opt, key), f"{prefix}.param_schedulers.{key}"):
             value = container[slot]
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not legal(value):
                 raise ConfigError(full_key, value, allowed)
 
 
@@ -89,24 +81,21 @@ def infer_config(cfg: DictConfig, world_size: int, world_size_source: str = "") 
 
 
 def infer_optimizer(opt, prefix: str, global_batch: int, inferred: Inferred) -> None:
-    """Check one optimizer section's schedules, scale its LR schedules by the global batch and
-    fill the head defaults, in place. `prefix` is the section's key path, for messages."""
-    # Check every schedule as written, so a bad one stops the run here before any work (the
-    # checks that need the steps per epoch run when the GroupScheduler builds them).
-    check_schedules(opt, prefix)
+    """Range-check one optimizer section's schedules, scale its LR schedules by the global batch,
+    let the head follow the trunk where it has no schedule of its own, and build the schedules
+    in use, in place. `prefix` is the section's key path, for messages."""
     in_use = schedules_in_use(opt)
+    for key in in_use:  # the slot's default written out: the resolved config shows what runs
+        opt.param_schedulers[key] = schedule_section(opt, key)
     check_schedule_ranges(opt, in_use, prefix)
-    head = opt.head_optimizer_params
-    lr_keys = ["lr", "lr_head"] if head.use_different_lr else ["lr"]
-    for key in lr_keys:
+    for key in (k for k in in_use if k in ("lr", "lr_head")):
         schedule = plain(opt.param_schedulers[key])
-        if schedule["auto_lr_scaling"]["auto_scale"]:
+        if (schedule.get("auto_lr_scaling") or {}).get("auto_scale"):
             scaled, report = auto_scale_schedule(schedule, f"{prefix}.param_schedulers.{key}", global_batch)
             opt.param_schedulers[key] = scaled
             inferred.scaling.append(report)
-    if not head.use_different_lr:
-        opt.param_schedulers.lr_head = opt.param_schedulers.lr
-    if not head.use_different_wd:
-        head.weight_decay = opt.weight_decay
-        opt.param_schedulers.weight_decay_head = opt.param_schedulers.weight_decay
-
+    inferred.schedules[prefix] = check_schedules(opt, prefix)
+    for head, trunk in followed(opt).items():
+        opt.param_schedulers[head] = opt.param_schedulers[trunk]
+    if not opt.head_optimizer_params.use_different_wd:
+        opt.head_optimizer_params.weight_decay = opt.weight_decay

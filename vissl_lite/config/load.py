@@ -24,10 +24,32 @@ CONF_DIR = _conf_dir()
 def register_schema() -> None:
     """Put the typed schema into Hydra's ConfigStore, where conf/defaults.yaml names it."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     from .schema import VisslLiteConfig
 
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=VisslLiteConfig)
+    node = OmegaConf.structured(VisslLiteConfig)
+    open_free_form_mappings(node)
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=node)
+
+
+def open_free_form_mappings(node: DictConfig) -> None:
+    """Let the command line add keys to the schema's free-form mappings (Dict[str, X] fields,
+    e.g. OPTIMIZER.paramwise.custom_keys) without Hydra's `+`: Hydra applies overrides in
+    struct mode, which refuses a new key even where the schema takes any name. Their values
+    keep their types; the keys of the dataclass sections stay closed."""
+    import typing
+
+    from omegaconf import OmegaConf
+
+    for key in node.keys():
+        child = node._get_node(key)
+        if not isinstance(child, DictConfig) or child._is_none() or child._is_missing():
+            continue
+        if typing.get_origin(child._metadata.ref_type) is dict:
+            OmegaConf.set_struct(child, False)
+        else:
+            open_free_form_mappings(child)
 
 
 def resolve(cfg: DictConfig) -> Tuple[DictConfig, "Inferred"]:
@@ -47,6 +69,10 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from .schedule_layers import restack_schedules
+
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return hydra_compose(config_name="defaults", overrides=list(overrides))
+        cfg = hydra_compose(config_name="defaults", overrides=list(overrides))
+    restack_schedules(cfg, overrides, CONF_DIR)
+    return cfg

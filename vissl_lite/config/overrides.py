@@ -39,7 +39,7 @@ def check_experiment_file(path: Path) -> None:
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as err:  # a YAML syntax error: say where
-        raise ConfigError(str(path), "<unreadable YAML>", "a YAML mapping", str(err).splitlines()[0]) from None
+        raise yaml_error(path, err) from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), data, "a YAML mapping of config keys")
     if "config" in data and isinstance(data["config"], dict):
@@ -53,6 +53,21 @@ def check_experiment_file(path: Path) -> None:
             raise
         raise ConfigError(str(path), f"VISSL's format (first at {err.key})",
                           "vissl_lite's top-level sections (OPTIMIZER, DATA, ...)", CONVERTER) from None
+
+
+def yaml_error(path: Path, err: Exception) -> ConfigError:
+    """`FILE:LINE:COLUMN: got <that line>; allowed: valid YAML (the parser's words)`, the place
+    where the parser stopped, counted from 1 as editors count (PyYAML's marks count from 0)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if mark is None:
+        return ConfigError(str(path), "<unreadable YAML>", "valid YAML", str(err).splitlines()[0])
+    lines = Path(path).read_text(errors="replace").splitlines()
+    text = lines[mark.line].strip() if mark.line < len(lines) else "<end of file>"
+    words = " ".join(w for w in (getattr(err, "problem", None), getattr(err, "context", None)) if w)
+    context = getattr(err, "context_mark", None)
+    if context is not None and context is not mark:
+        words += f" started at line {context.line + 1}, column {context.column + 1}"
+    return ConfigError(f"{path}:{mark.line + 1}:{mark.column + 1}", text, "valid YAML", words)
 
 
 # The one-line pointer every VISSL-format file gets instead of a key-by-key fight.

@@ -1,6 +1,7 @@
-"""The config reference, generated from the schema: every key, its default, what it allows and
-its one-line doc. `python -m vissl_lite.config.reference` prints it; with `-o FILE` it writes
-it (docs/config_reference.md is this output, and a test keeps the two equal)."""
+"""The config reference, generated from the declarations: every key of the schema, its default,
+what it allows and its one-line doc; then every schedule type's arguments and every optimizer's,
+from the types themselves. `python -m vissl_lite.config.reference` prints it; with `-o FILE` it
+writes it (docs/config_reference.md is this output, and a test keeps the two equal)."""
 
 import argparse
 import dataclasses
@@ -51,11 +52,75 @@ def rows(tp=VisslLiteConfig, prefix: str = "") -> Iterator[Tuple[str, str, str, 
         key = f"{prefix}.{f.name}" if prefix else f.name
         inner = _strip_optional(hints[f.name])
         doc = f.metadata.get("doc", "")
-        if dataclasses.is_dataclass(inner):
+        if "schedule" in f.metadata:
+            default = f.metadata["schedule"]
+            yield key, json.dumps(default) if default else "unset", "a schedule section (below)", doc
+        elif dataclasses.is_dataclass(inner):
             yield key, "", "section", doc
             yield from rows(inner, key)
         else:
             yield key, json.dumps(_default(f)), _allowed(hints[f.name], dict(f.metadata)), doc
+
+
+def _table(title: str, cls, lead: str = "") -> List[str]:
+    """A type's arguments: | argument | default | allowed | meaning |."""
+    from ..optim.schedules.registry import REQUIRED, arguments, describe
+
+    lines = ["", f"### {title}", ""] + ([lead, ""] if lead else [])
+    lines += ["| argument | default | allowed | meaning |", "|---|---|---|---|"]
+    for f in arguments(cls):
+        if f.default is not REQUIRED:
+            default = json.dumps(f.default)
+        elif f.default_factory is not REQUIRED:
+            default = json.dumps(f.default_factory())
+        else:
+            default = "required"
+        lines.append(f"| `{f.name}` | `{default}` | {describe(cls, f)} | {f.metadata['doc'].replace('|', '/')} |")
+    return lines
+
+
+def _first_line(cls) -> str:
+    return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+
+
+def schedule_types() -> List[str]:
+    """Every registered schedule type and its arguments, as the schedule builder reads them."""
+    from ..optim.schedules import MMCV_POLICIES, MMENGINE_TYPES, SCHEDULES, AutoLRScaling
+
+    lines = ["", "## Schedule types", "", SCHEDULE_INTRO]
+    for name, cls in SCHEDULES.items():
+        lines += _table(f"name: {name}", cls, _first_line(cls))
+    for name, cls in MMENGINE_TYPES.items():
+        if name == cls.name:
+            aliases = ", ".join(a for a in cls.aliases)
+            lines += _table(f"type: {name} (name: mmengine)", cls, f"Also spelled {aliases}. {_first_line(cls)}")
+    for name, cls in MMCV_POLICIES.items():
+        lines += _table(f"policy: {name} (name: mmcv)", cls, _first_line(cls))
+    lines += _table("auto_lr_scaling (any LR schedule)", AutoLRScaling, _first_line(AutoLRScaling))
+    return lines
+
+
+def optimizer_arguments() -> List[str]:
+    """Each optimizer's own OPTIMIZER keys and their defaults."""
+    from ..optim.optimizers import TABLE
+
+    lines = ["", "## Optimizer arguments", "", OPTIMIZER_INTRO, "", "| OPTIMIZER.name | takes (default) |", "|---|---|"]
+    for row in TABLE:
+        takes = ", ".join(f"`{k}` ({json.dumps(row.default(k))})" for k in row.keys)
+        lines.append(f"| {row.name} ({row.cls.__name__}) | {takes} |")
+    return lines
+
+
+SCHEDULE_INTRO = """A schedule section is `{name: <type>, <its arguments>}`; an argument the named type does not
+take is refused, naming the type's arguments. `name: mmengine` holds a list of MMEngine entries
+`{type: <type>, <its arguments>}`; `name: mmcv` holds mmcv's arguments and those of its
+`policy`. Every where-fraction type also takes `update_interval` (step | epoch). A section that
+names no type (or the slot's default type) takes the slot's default above for what it does not
+write. docs/schedules.md explains the types and translates between the dialects."""
+
+OPTIMIZER_INTRO = """The per-optimizer OPTIMIZER keys (momentum, betas, ...) are null by default: the chosen
+optimizer's default applies, and a key it does not take is refused. Every optimizer also reads
+OPTIMIZER.weight_decay (not rprop)."""
 
 
 def render() -> str:
@@ -73,6 +138,7 @@ def render() -> str:
         elif depth > 0:
             cell = default.replace("|", "\\|")
             lines.append(f"| `{key}` | `{cell}` | {allowed.replace('|', '/')} | {doc.replace('|', '/')} |")
+    lines += schedule_types() + optimizer_arguments()
     return "\n".join(lines) + "\n"
 
 

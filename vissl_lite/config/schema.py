@@ -33,91 +33,26 @@ def _list(*values):
 # ----------------------------------------------------------------------------- OPTIMIZER
 
 
-@dataclass
-class AutoLRScalingConfig:
-    auto_scale: bool = spec(False, doc="scale the schedule so its peak = base_value x factor")
-    base_value: float = spec(0.1, gt=0, doc="peak LR at base_lr_batch_size")
-    base_lr_batch_size: int = spec(256, gt=0, doc="batch size base_value is meant for")
-    scaling_type: str = spec("linear", choices=("linear", "sqrt"), doc="linear (factor = global / base batch) | sqrt")
+def schedule(default: Optional[dict] = None, *, doc: str):
+    """A schedule section `{name: X, **X's arguments}` (plus auto_lr_scaling on an LR), checked
+    against X's declaration in vissl_lite/optim/schedules. It holds what was written; `default`
+    applies while it names no type or the default's, filling the arguments not written (an empty
+    default: not scheduled)."""
+    return field(default_factory=dict, metadata=dict(doc=doc, schedule=dict(default or {})))
 
 
-@dataclass
-class ScheduleConfig:
-    # Types only: None (or an empty list) means "not set", and the schedule builder
-    # (vissl_lite/optim/schedules) checks what each type needs, so the same checks serve configs
-    # and plain dicts from users' scripts. One flat set of keys serves the three dialects:
-    # VISSL / ClassyVision types, name: mmengine (its schedulers list) and name: mmcv
-    # (docs/schedules.md translates between them).
-    name: Optional[str] = spec(None, doc="the schedule type: constant | linear | cosine | exponential | multistep | step | step_with_fixed_gamma | polynomial | inverse_sqrt | cosine_warm_restart | composite | mmengine | mmcv | registered")
-    update_interval: Optional[str] = spec(None, doc="VISSL types: step | epoch; null: the type's default (ClassyVision's)")
-    values: List[float] = spec(factory=list, doc="multistep, step: one value per piece")
-    milestones: List[int] = spec(factory=list, doc="multistep: epochs where the next value starts; MultiStepLR: steps of its window where it decays")
-    start_value: Optional[float] = spec(None, doc="linear, cosine, exponential, inverse_sqrt, cosine_warm_restart")
-    end_value: Optional[float] = spec(None, doc="linear, cosine, cosine_warm_restart")
-    value: Optional[float] = spec(None, doc="constant")
-    base_value: Optional[float] = spec(None, doc="polynomial, step_with_fixed_gamma; mmengine, mmcv: the optimizer's lr; null in a momentum / weight-decay schedule: OPTIMIZER.momentum / weight_decay")
-    power: Optional[float] = spec(None, doc="polynomial; PolyLR, mmcv poly (null: 1)")
-    gamma: Optional[float] = spec(None, doc="step_with_fixed_gamma: factor per decay (> 0); StepLR, MultiStepLR (null: 0.1), ExponentialLR; mmcv step (null: 0.1), exp, cyclic (null: 1)")
-    decay: Optional[float] = spec(None, doc="exponential: start_value x decay ** where (> 0)")
-    num_decays: Optional[int] = spec(None, doc="step_with_fixed_gamma: number of decays (> 0)")
-    schedulers: List["ScheduleConfig"] = spec(factory=list, doc="composite: child schedules (same fields, nesting allowed); mmengine: MMEngine's schedulers, applied in list order")
-    lengths: List[float] = spec(factory=list, doc="composite: fraction of training per child, summing to 1")
-    interval_scaling: List[str] = spec(factory=list, doc="composite: rescaled | fixed per child; empty: all rescaled")
-    restart_interval_length: Optional[float] = spec(None, doc="cosine_warm_restart: fraction of training per wave, in (0, 1]")
-    wave_type: str = spec("half", doc="cosine_warm_restart: half | full")
-    lr_multiplier: float = spec(1.0, doc="cosine_warm_restart: peak x lr_multiplier at each restart")
-    is_adaptive: bool = spec(False, doc="cosine_warm_restart: restart peaks follow the single cosine")
-    warmup_interval_length: Optional[float] = spec(None, doc="inverse_sqrt: where the decay reaches start_value, in [0, 1)")
-    # An entry of name: mmengine's schedulers list, with MMEngine's names and defaults.
-    type: Optional[str] = spec(None, doc="mmengine entry: LinearLR | ConstantLR | ExponentialLR | StepLR | MultiStepLR | CosineAnnealingLR | PolyLR | OneCycleLR | CosineRestartLR (also ...Momentum, ...ParamScheduler)")
-    begin: Optional[int] = spec(None, doc="mmengine entry: first step of its window, in epochs when by_epoch else iterations; null: 0")
-    end: Optional[int] = spec(None, doc="mmengine entry: end of its window (excluded); null: the end of training")
-    by_epoch: Optional[bool] = spec(None, doc="mmengine entry: steps once per epoch (null: true); mmcv: progress counts epochs (null: true, cyclic false)")
-    convert_to_iter_based: bool = spec(False, doc="mmengine entry: an epoch window and epoch counts x steps per epoch, stepped every iteration")
-    start_factor: Optional[float] = spec(None, doc="LinearLR: factor at begin, in (0, 1]; null: 1/3")
-    end_factor: Optional[float] = spec(None, doc="LinearLR: factor reached at end - 1, in [0, 1]; null: 1")
-    factor: Optional[float] = spec(None, doc="ConstantLR: factor until end - 1, in (0, 1]; null: 1/3")
-    step_size: Optional[int] = spec(None, doc="StepLR: decay every step_size steps of its window")
-    T_max: Optional[int] = spec(None, doc="CosineAnnealingLR: half-period of the cosine; null: end - begin")
-    eta_min: Optional[float] = spec(None, doc="CosineAnnealingLR (null: 0), PolyLR (null: 0), CosineRestartLR: the absolute floor")
-    eta_min_ratio: Optional[float] = spec(None, doc="CosineAnnealingLR, CosineRestartLR: floor = base_value x this, instead of eta_min")
-    eta_max: Optional[float] = spec(None, doc="OneCycleLR: the peak (the cycle starts at eta_max / div_factor)")
-    total_steps: Optional[int] = spec(None, doc="OneCycleLR: cycle length; null: end - begin")
-    pct_start: Optional[float] = spec(None, doc="OneCycleLR: rising fraction of the cycle; null: 0.3")
-    anneal_strategy: Optional[str] = spec(None, doc="OneCycleLR, mmcv cyclic: cos | linear; null: cos")
-    div_factor: Optional[float] = spec(None, doc="OneCycleLR: start = eta_max / div_factor; null: 25")
-    final_div_factor: Optional[float] = spec(None, doc="OneCycleLR: end = start / final_div_factor; null: 1e4")
-    three_phase: bool = spec(False, doc="OneCycleLR: rise, fall back to the start, then anneal")
-    periods: List[int] = spec(factory=list, doc="CosineRestartLR: length of each cosine cycle")
-    restart_weights: List[float] = spec(factory=list, doc="CosineRestartLR: each cycle starts at base_value x its weight; empty: [1]")
-    # name: mmcv, mmcv 1.x's lr_config / momentum_config keys as mmdet 2.x writes them.
-    policy: Optional[str] = spec(None, doc="mmcv: step | poly | CosineAnnealing | exp | cyclic (momentum: cyclic); lower case is title-cased as mmcv does")
-    step: Any = spec(None, doc="mmcv step: decay epochs (iterations when not by_epoch) as a list, or a period as an int")
-    min_lr: Optional[float] = spec(None, doc="mmcv step (clip; null: none), poly (null: 0), CosineAnnealing: the absolute floor")
-    min_lr_ratio: Optional[float] = spec(None, doc="mmcv CosineAnnealing: floor = base_value x this, instead of min_lr")
-    target_ratio: Any = spec(None, doc="mmcv cyclic: [peak, end] / base_value, one number r: [r, r / 1e5]; null: [10, 1e-4] (momentum [0.85/0.95, 1])")
-    cyclic_times: Optional[int] = spec(None, doc="mmcv cyclic: cycles over training; null: 1")
-    step_ratio_up: Optional[float] = spec(None, doc="mmcv cyclic: rising fraction of each cycle, in [0, 1); null: 0.4")
-    warmup: Optional[str] = spec(None, doc="mmcv: constant | linear | exp warmup; null: none")
-    warmup_iters: Optional[int] = spec(None, doc="mmcv: warmup length in iterations (epochs when warmup_by_epoch)")
-    warmup_ratio: Optional[float] = spec(None, doc="mmcv: warmup starts at regular x this, in (0, 1]; null: 0.1 (momentum: regular / 0.9)")
-    warmup_by_epoch: bool = spec(False, doc="mmcv: warmup_iters counts epochs")
-    auto_lr_scaling: AutoLRScalingConfig = spec(factory=AutoLRScalingConfig)
-
-
-def _multistep_lr():
-    return ScheduleConfig(name="multistep", values=[0.1, 0.01, 0.001], milestones=[30, 60])
+# VISSL's default LR schedule (vissl/config/defaults.yaml).
+VISSL_MULTISTEP_LR = {"name": "multistep", "values": [0.1, 0.01, 0.001], "milestones": [30, 60]}
 
 
 @dataclass
 class ParamSchedulersConfig:
-    lr: ScheduleConfig = spec(factory=_multistep_lr)
+    lr: Dict[str, Any] = schedule(VISSL_MULTISTEP_LR, doc="the trunk's LR (and the head's unless use_different_lr); default: VISSL's multistep, 0.1 / 0.01 / 0.001 from epochs 0 / 30 / 60")
     # Follows `lr` unless OPTIMIZER.head_optimizer_params.use_different_lr.
-    lr_head: ScheduleConfig = spec(factory=_multistep_lr, doc="head groups' LR, used when use_different_lr (else = lr)")
-    # Optional schedules: name null means "not scheduled, use the OPTIMIZER value".
-    weight_decay: ScheduleConfig = spec(factory=ScheduleConfig, doc="optional: name null keeps OPTIMIZER.weight_decay constant")
-    weight_decay_head: ScheduleConfig = spec(factory=ScheduleConfig, doc="optional head weight-decay schedule, used when use_different_wd")
-    momentum: ScheduleConfig = spec(factory=ScheduleConfig, doc="optional: SGD / RMSprop / LARS momentum or Adam's beta1")
+    lr_head: Dict[str, Any] = schedule(VISSL_MULTISTEP_LR, doc="head groups' LR, used when use_different_lr (else = lr)")
+    weight_decay: Dict[str, Any] = schedule(doc="optional: unset keeps OPTIMIZER.weight_decay constant")
+    weight_decay_head: Dict[str, Any] = schedule(doc="optional head weight-decay schedule, used when use_different_wd")
+    momentum: Dict[str, Any] = schedule(doc="optional: SGD / RMSprop / LARS momentum or the Adam family's beta1")
 
 
 @dataclass
@@ -168,26 +103,27 @@ class LayerWiseLRDecayConfig:
 class OptimizerConfig:
     name: str = spec("sgd", doc="sgd | adam | adamw | nadam | radam | adamax | adagrad | adadelta | rmsprop | asgd | rprop | lars, MMEngine's class names (SGD, AdamW, ...), or a name added with register_optimizer")
     weight_decay: float = spec(1e-4, ge=0, doc="trunk weight decay (>= 0); rprop has none (set 0)")
-    # Per-optimizer keys: each optimizer reads those naming it (docs/optimizers.md has the table);
-    # defaults are torch's.
-    momentum: float = spec(0.9, ge=0, lt=1, doc="sgd / rmsprop / lars momentum, in [0, 1) (the Adam family's is betas[0])")
-    dampening: float = spec(0.0, ge=0, le=1, doc="sgd: momentum dampening")
-    nesterov: bool = spec(False, doc="sgd: Nesterov momentum (needs momentum > 0 and dampening 0)")
-    betas: List[float] = spec(factory=_list(0.9, 0.999), ge=0, lt=1, length=2, doc="adam / adamw / nadam / radam / adamax: (beta1, beta2)")
+    # Per-optimizer keys: each is an argument of some optimizers only, and a key the chosen one
+    # does not take is refused (vissl_lite/optim/optimizers.py: each row's arguments and
+    # defaults, torch's except momentum 0.9). null: the optimizer's default.
+    momentum: Optional[float] = spec(None, ge=0, lt=1, doc="sgd / rmsprop / lars momentum, in [0, 1); null: 0.9 (the Adam family's is betas[0])")
+    dampening: Optional[float] = spec(None, ge=0, le=1, doc="sgd: momentum dampening; null: 0")
+    nesterov: Optional[bool] = spec(None, doc="sgd: Nesterov momentum (needs momentum > 0 and dampening 0); null: false")
+    betas: Optional[List[float]] = spec(None, ge=0, lt=1, length=2, doc="adam / adamw / nadam / radam / adamax: (beta1, beta2); null: (0.9, 0.999)")
     eps: Optional[float] = spec(None, ge=0, doc="denominator term; null: the optimizer's own (1e-8; adagrad 1e-10, adadelta 1e-6)")
-    amsgrad: bool = spec(False, doc="adam / adamw: the AMSGrad variant")
-    decoupled_weight_decay: bool = spec(False, doc="adam / nadam / radam: AdamW-style decoupled weight decay")
-    momentum_decay: float = spec(4e-3, ge=0, doc="nadam: momentum decay psi")
-    lr_decay: float = spec(0.0, ge=0, doc="adagrad: LR / (1 + (step - 1) x lr_decay)")
-    initial_accumulator_value: float = spec(0.0, ge=0, doc="adagrad: starting sum of squared gradients")
-    rho: float = spec(0.9, ge=0, le=1, doc="adadelta: running-average coefficient of squared gradients")
-    alpha: Optional[float] = spec(None, ge=0, doc="null: the optimizer's own; rmsprop: smoothing constant (0.99); asgd: eta decay power (0.75)")
-    centered: bool = spec(False, doc="rmsprop: normalise by the estimated gradient variance")
-    lambd: float = spec(1e-4, ge=0, doc="asgd: decay term")
-    t0: float = spec(1e6, ge=0, doc="asgd: step at which averaging starts")
-    etas: List[float] = spec(factory=_list(0.5, 1.2), gt=0, length=2, doc="rprop: (etaminus, etaplus), 0 < etaminus < 1 < etaplus")
-    step_sizes: List[float] = spec(factory=_list(1e-6, 50.0), gt=0, length=2, doc="rprop: (minimum, maximum) step size")
-    maximize: bool = spec(False, doc="every torch optimizer (not lars): maximise the objective")
+    amsgrad: Optional[bool] = spec(None, doc="adam / adamw: the AMSGrad variant; null: false")
+    decoupled_weight_decay: Optional[bool] = spec(None, doc="adam / nadam / radam: AdamW-style decoupled weight decay; null: false")
+    momentum_decay: Optional[float] = spec(None, ge=0, doc="nadam: momentum decay psi; null: 0.004")
+    lr_decay: Optional[float] = spec(None, ge=0, doc="adagrad: LR / (1 + (step - 1) x lr_decay); null: 0")
+    initial_accumulator_value: Optional[float] = spec(None, ge=0, doc="adagrad: starting sum of squared gradients; null: 0")
+    rho: Optional[float] = spec(None, ge=0, le=1, doc="adadelta: running-average coefficient of squared gradients; null: 0.9")
+    alpha: Optional[float] = spec(None, ge=0, doc="rmsprop: smoothing constant (null: 0.99); asgd: eta decay power (null: 0.75)")
+    centered: Optional[bool] = spec(None, doc="rmsprop: normalise by the estimated gradient variance; null: false")
+    lambd: Optional[float] = spec(None, ge=0, doc="asgd: decay term; null: 1e-4")
+    t0: Optional[float] = spec(None, ge=0, doc="asgd: step at which averaging starts; null: 1e6")
+    etas: Optional[List[float]] = spec(None, gt=0, length=2, doc="rprop: (etaminus, etaplus), 0 < etaminus < 1 < etaplus; null: (0.5, 1.2)")
+    step_sizes: Optional[List[float]] = spec(None, gt=0, length=2, doc="rprop: (minimum, maximum) step size; null: (1e-6, 50)")
+    maximize: Optional[bool] = spec(None, doc="every torch optimizer (not lars): maximise the objective; null: false")
     num_epochs: int = spec(90, gt=0, doc="length of training; schedules span exactly this")
     accumulation_steps: int = spec(1, gt=0, doc="micro-batches per optimizer step; counts in the global batch")
     regularize_bn: bool = spec(False, doc="false: weight and bias of every norm layer get weight decay 0")
@@ -211,6 +147,8 @@ class OptimizerConfig:
 class TransformsConfig:
     CROP_SIZE: int = spec(224, gt=0, doc="random resized crop output side")
     CROP_SCALE: List[float] = spec(factory=_list(0.08, 1.0), gt=0, le=1, length=2, doc="crop area range, fraction of the image")
+    RESIZE_SIZE: Optional[int] = spec(None, gt=0, doc="image files' evaluation view: the shorter side resized to this, then the centre CROP_SIZE crop; null: round(CROP_SIZE x 256 / 224)")
+    INTERPOLATION: str = spec("bilinear", choices=("bilinear", "bicubic"), doc="image files: the antialiased resize of crops and evaluation views (DINO uses bicubic)")
     HFLIP_P: float = spec(0.5, ge=0, le=1, doc="horizontal flip probability")
     COLOR_DISTORTION_STRENGTH: float = spec(1.0, ge=0, doc="SimCLR colour jitter strength s (0.8s, 0.8s, 0.8s, 0.2s)")
     COLOR_JITTER_P: float = spec(0.8, ge=0, le=1, doc="probability of colour jitter")
@@ -230,14 +168,20 @@ class TransformsConfig:
 
 @dataclass
 class DataSplitConfig:
-    DATA_SOURCES: List[str] = spec(factory=_list("digits"), choices=("digits", "synthetic", "disk_folder"), doc="digits (sklearn's 8x8 digits, bundled) | synthetic | disk_folder")
-    DATA_PATHS: List[str] = spec(factory=list, doc="disk_folder: one root per source, laid out root/class/image")
+    DATA_SOURCES: List[str] = spec(factory=_list("digits"), choices=("digits", "synthetic", "disk_folder", "disk_filelist", "manifest"), doc="digits (sklearn's 8x8 digits, bundled) | synthetic | disk_folder (root/class/**/image, or root/image unlabelled) | disk_filelist (VISSL's .npy of paths) | manifest (.txt/.csv of path[,label] lines)")
+    DATA_PATHS: List[str] = spec(factory=list, doc="the source's one path: disk_folder's root folder, disk_filelist's .npy of paths, the manifest file")
+    LABEL_PATHS: List[str] = spec(factory=list, doc="disk_filelist: [a .npy of integer labels, one per path]; empty: unlabelled")
     BATCHSIZE_PER_REPLICA: int = spec(256, gt=0, doc="images per process per micro-step")
-    NUM_DATALOADER_WORKERS: int = spec(0, ge=0, doc="DataLoader worker processes (disk_folder decoding)")
+    NUM_DATALOADER_WORKERS: int = spec(0, ge=0, doc="image files: DataLoader worker processes decoding and cropping (kept for the whole run); 0: in the main process")
     DROP_LAST: bool = spec(True, doc="drop the last incomplete batch")
     DATA_LIMIT: int = spec(-1, ge=-1, doc="use only the first N images (-1: all)")
     NUM_SAMPLES_SYNTHETIC: int = spec(1024, gt=0, doc="synthetic: number of images")
-    TRANSFORMS: TransformsConfig = spec(factory=TransformsConfig, doc="SSL augmentation, two views per image, batched on the device")
+    TRANSFORMS: TransformsConfig = spec(factory=TransformsConfig, doc="SSL augmentation: crops and flips (of image files: cut at decode time in the workers), the rest batched on the device")
+
+
+@dataclass
+class TrainSplitConfig(DataSplitConfig):
+    NUM_SAMPLES: Optional[int] = spec(None, gt=0, doc="the images per epoch engine_name=explain assumes (and says so) while the data cannot be counted, e.g. before it is downloaded; the ImageNet recipes set 1281167; null: explain needs the data; training always counts")
 
 
 def _test_split():
@@ -246,8 +190,14 @@ def _test_split():
 
 @dataclass
 class DataConfig:
-    TRAIN: DataSplitConfig = spec(factory=DataSplitConfig)
+    TRAIN: TrainSplitConfig = spec(factory=TrainSplitConfig)
     TEST: DataSplitConfig = spec(factory=_test_split, doc="same keys; the kNN monitor's queries (TRAIN is its bank)")
+
+
+@dataclass
+class PreviewConfig:
+    NUM_IMAGES: int = spec(8, gt=0, doc="engine_name=augmentations: the first N images of DATA.TRAIN, one row each")
+    REPEATS: int = spec(4, gt=0, doc="engine_name=augmentations: times each image's views are drawn (epochs 0 .. REPEATS - 1)")
 
 
 # ----------------------------------------------------------------------------- MODEL
@@ -278,12 +228,14 @@ class VisionTransformerConfig:
     ATTENTION_DROPOUT_RATE: float = spec(0.0, ge=0, lt=1, doc="dropout on the attention weights")
     DROP_PATH_RATE: float = spec(0.0, ge=0, lt=1, doc="stochastic depth: block i of L is skipped with probability rate x i / (L - 1) (DeiT)")
     QKV_BIAS: bool = spec(True, doc="biases in the query / key / value projection (DeiT, DINO)")
+    LAYER_SCALE_INIT: Optional[float] = spec(None, gt=0, doc="layer scale (CaiT; DINOv2 uses 1e-5): each block's attention and MLP outputs times a learned per-channel factor started at this value (blocks.N.ls1.gamma, ls2.gamma); null: none")
+    NUM_REGISTER_TOKENS: int = spec(0, ge=0, doc="register tokens after the class token, without position embedding (DINOv2's _reg models: 4)")
     CLASSIFIER: str = spec("token", choices=("token",), doc="the features are the class token's final state (VISSL's only choice)")
 
 
 @dataclass
 class TrunkConfig:
-    NAME: str = spec("resnet", choices=("resnet", "vision_transformer"), doc="resnet (reads RESNETS) | vision_transformer (reads VISION_TRANSFORMERS)")
+    NAME: str = spec("resnet", doc="resnet (reads RESNETS) | vision_transformer (reads VISION_TRANSFORMERS) | a trunk registered with register_trunk")
     RESNETS: ResNetConfig = spec(factory=ResNetConfig)
     VISION_TRANSFORMERS: VisionTransformerConfig = spec(factory=VisionTransformerConfig)
 
@@ -324,9 +276,16 @@ class SyncBNConfig:
 
 @dataclass
 class WeightsInitConfig:
-    PARAMS_FILE: str = spec("", doc="a vissl_lite checkpoint to initialise the model from")
-    TRUNK_ONLY: bool = spec(True, doc="load only trunk.* weights (heads start fresh)")
-    STRICT: bool = spec(True, doc="refuse missing / unexpected / reshaped keys (false: load what fits, log the rest)")
+    PARAMS_FILE: str = spec("", doc="weights to start from (.pth .pt .pth.tar .torch .bin .safetensors): a vissl_lite checkpoint or any layout FORMAT names")
+    FORMAT: str = spec("auto", choices=("auto", "torchvision", "timm", "dino", "dinov2", "moco", "swav", "vissl", "vissl_lite"), doc="the file's layout: auto (recognised from its keys) | torchvision | timm | dino | dinov2 | moco | swav | vissl | vissl_lite (README: Your weights in / out)")
+    PART: str = spec("auto", choices=("auto", "teacher", "student"), doc="auto: what each method releases (DINO: the EMA teacher; MoCo: the query encoder; vissl_lite: the trained model) | teacher: DINO's teacher, MoCo's key encoder, a vissl_lite run's EMA teacher or key encoder | student: DINO's student")
+    TRUNK_ONLY: bool = spec(True, doc="load only the trunk (heads start fresh); false also loads heads from vissl_lite and VISSL checkpoints")
+    STRICT: bool = spec(True, doc="a missing, mis-shaped or unused trunk tensor stops the run naming it (false: load what fits, list the rest)")
+    STATE_DICT_KEY_NAME: str = spec("", doc="VISSL's: the top-level key holding the weights ('classy_state_dict' reads VISSL's nesting); empty: found from the layout")
+    REMOVE_PREFIX: str = spec("", doc="VISSL's: this prefix is removed from every name that starts with it (before APPEND_PREFIX)")
+    APPEND_PREFIX: str = spec("", doc="VISSL's: this prefix is put before every name (e.g. trunk._feature_blocks. for a torchvision file)")
+    SKIP_LAYERS: List[str] = spec(factory=list, doc="VISSL's: model tensors whose name contains one of these substrings keep their initial values")
+    FREEZE_TRUNK_EPOCHS: int = spec(0, ge=0, doc="the loaded trunk does not move for this many epochs (no update, eval mode so BatchNorm statistics stay): the heads warm up first")
 
 
 @dataclass
@@ -340,6 +299,9 @@ class ModelConfig:
     GRAD_CLIP: GradClipConfig = spec(factory=GradClipConfig)
     WEIGHTS_INIT: WeightsInitConfig = spec(factory=WeightsInitConfig)
     SYNC_BN_CONFIG: SyncBNConfig = spec(factory=SyncBNConfig)
+    ACTIVATION_CHECKPOINTING: bool = spec(False, doc="recompute each ViT block's / ResNet stage's activations in the backward (torch.utils.checkpoint, non-reentrant): same gradients, less activation memory, about one more forward of compute")
+    COMPILE: bool = spec(False, doc="torch.compile the trunk's and heads' forward (static shapes: one graph per crop size); falls back to eager with one warning where the backend cannot run")
+    COMPILE_BACKEND: str = spec("inductor", doc="torch.compile's backend with COMPILE: inductor (generated kernels) | aot_eager (traced, eager kernels) | any name torch._dynamo.list_backends() gives")
 
 
 # ----------------------------------------------------------------------------- LOSS
@@ -357,21 +319,17 @@ class BarlowTwinsLossConfig:
     embedding_dim: int = spec(8192, gt=0, doc="the head's output width (checked)")
 
 
-def _dino_momentum():
-    return ScheduleConfig(name="cosine", update_interval="step", start_value=0.996, end_value=1.0)
-
-
-def _dino_teacher_temp():
-    return ScheduleConfig(name="composite", update_interval="step", lengths=[0.1, 0.9],
-                          schedulers=[ScheduleConfig(name="linear", start_value=0.04, end_value=0.07),
-                                      ScheduleConfig(name="constant", value=0.07)])
+DINO_MOMENTUM = {"name": "cosine", "update_interval": "step", "start_value": 0.996, "end_value": 1.0}
+DINO_TEACHER_TEMP = {"name": "composite", "update_interval": "step", "lengths": [0.1, 0.9],
+                     "schedulers": [{"name": "linear", "start_value": 0.04, "end_value": 0.07},
+                                    {"name": "constant", "value": 0.07}]}
 
 
 @dataclass
 class DINOLossConfig:
     # The teacher's schedules are evaluated at the optimizer step k (see OPTIMIZER.param_schedulers).
-    momentum: ScheduleConfig = spec(factory=_dino_momentum, doc="teacher EMA momentum m at each step (teacher = m teacher + (1 - m) student), in [0, 1]: cosine 0.996 -> 1")
-    teacher_temp: ScheduleConfig = spec(factory=_dino_teacher_temp, doc="teacher softmax temperature at each step (> 0): linear 0.04 -> 0.07 over the first 10%, then 0.07")
+    momentum: Dict[str, Any] = schedule(DINO_MOMENTUM, doc="teacher EMA momentum m at each step (teacher = m teacher + (1 - m) student), in [0, 1]: cosine 0.996 -> 1")
+    teacher_temp: Dict[str, Any] = schedule(DINO_TEACHER_TEMP, doc="teacher softmax temperature at each step (> 0): linear 0.04 -> 0.07 over the first 10%, then 0.07")
     student_temp: float = spec(0.1, gt=0, doc="student softmax temperature")
     ema_center: float = spec(0.9, ge=0, le=1, doc="center momentum c: center = c center + (1 - c) batch mean of the teacher outputs")
 
@@ -396,15 +354,14 @@ class SwAVLossConfig:
     queue: SwAVQueueConfig = spec(factory=SwAVQueueConfig, doc="earlier embeddings added to Sinkhorn's samples (small batches)")
 
 
-def _moco_momentum():
-    return ScheduleConfig(name="constant", value=0.999)
+MOCO_MOMENTUM = {"name": "constant", "value": 0.999}
 
 
 @dataclass
 class MoCoLossConfig:
     embedding_dim: int = spec(128, gt=0, doc="the head's output width (checked)")
     queue_size: int = spec(65536, gt=0, doc="negative keys kept, the same on every process")
-    momentum: ScheduleConfig = spec(factory=_moco_momentum, doc="key encoder EMA momentum m at each step (key = m key + (1 - m) query encoder), in [0, 1]; VISSL's momentum: 0.999 is {name: constant, value: 0.999}")
+    momentum: Dict[str, Any] = schedule(MOCO_MOMENTUM, doc="key encoder EMA momentum m at each step (key = m key + (1 - m) query encoder), in [0, 1]; VISSL's momentum: 0.999 is {name: constant, value: 0.999}")
     temperature: float = spec(0.2, gt=0, doc="InfoNCE temperature")
     shuffle_batch: bool = spec(True, doc="under torchrun: shuffle the key batch over processes for the key encoder's BatchNorm (MoCo's shuffled BN); off with CONVERT_BN_TO_SYNC_BN")
 
@@ -435,10 +392,19 @@ class TensorboardConfig:
     USE_TENSORBOARD: bool = spec(False, doc="also write scalars to <run dir>/tb")
 
 
-def _probe_optimizer():
-    lr = ScheduleConfig(name="cosine", start_value=0.1, end_value=0.0)
-    return OptimizerConfig(name="sgd", momentum=0.9, weight_decay=0.0,
-                           param_schedulers=ParamSchedulersConfig(lr=lr, lr_head=lr))
+PROBE_LR = {"name": "cosine", "start_value": 0.1, "end_value": 0.0}
+
+
+@dataclass
+class ProbeParamSchedulersConfig(ParamSchedulersConfig):
+    lr: Dict[str, Any] = schedule(PROBE_LR, doc="the probe's LR")
+    lr_head: Dict[str, Any] = schedule(PROBE_LR, doc="unused: the probe is one group")
+
+
+@dataclass
+class ProbeOptimizerConfig(OptimizerConfig):
+    weight_decay: float = spec(0.0, ge=0, doc="the probe's weight decay")
+    param_schedulers: ProbeParamSchedulersConfig = spec(factory=ProbeParamSchedulersConfig)
 
 
 @dataclass
@@ -446,7 +412,7 @@ class OnlineLinearProbeConfig:
     ENABLED: bool = spec(False, doc="train a linear classifier on detached trunk features during pretraining (solo-learn's online probe)")
     NUM_CLASSES: int = spec(10, gt=0, doc="classes of the TRAIN labels")
     EVAL_PERIOD_EPOCHS: int = spec(1, gt=0, doc="log online_linear_top1 on the TEST split every N epochs, and at the end")
-    OPTIMIZER: OptimizerConfig = spec(factory=_probe_optimizer, doc="the probe's own optimizer and schedules; num_epochs and accumulation_steps follow the top-level OPTIMIZER")
+    OPTIMIZER: ProbeOptimizerConfig = spec(factory=ProbeOptimizerConfig, doc="the probe's own optimizer and schedules; num_epochs and accumulation_steps follow the top-level OPTIMIZER")
 
 
 @dataclass
@@ -469,11 +435,26 @@ class CheckpointConfig:
 
 
 @dataclass
+class FSDPConfig:
+    RESHARD_AFTER_FORWARD: bool = spec(True, doc="fsdp: free the gathered parameters after each unit's forward (gathered again for backward); false keeps them until the backward, trading memory for one all-gather")
+
+
+@dataclass
 class DistributedConfig:
     BACKEND: Optional[str] = spec(None, choices=("gloo", "nccl"), doc="gloo | nccl; null: nccl on GPU, gloo on CPU")
+    STRATEGY: str = spec("ddp", choices=("ddp", "fsdp"), doc="ddp: a full replica per process, single-file checkpoints; fsdp: FSDP2 (fully_shard) per ViT block / ResNet stage, the trunk and the root, sharded checkpoints (torch.distributed.checkpoint folders)")
+    FSDP: FSDPConfig = spec(factory=FSDPConfig)
     NUM_NODES: int = spec(1, gt=0, doc="planned nodes: explain previews auto scaling with NUM_NODES x NUM_PROC_PER_NODE")
     NUM_PROC_PER_NODE: int = spec(1, gt=0, doc="planned processes per node (the real world size comes from torchrun)")
     TIMEOUT_MINUTES: float = spec(30.0, gt=0, doc="collective timeout")
+
+
+@dataclass
+class ExtractFeaturesConfig:
+    SPLITS: List[str] = spec(factory=_list("TRAIN", "TEST"), choices=("TRAIN", "TEST"), doc="engine_name=extract_features: the DATA splits whose evaluation view (DATA.TEST.TRANSFORMS) is written to <run dir>/features/<SPLIT>_*")
+    PATCH_TOKENS: bool = spec(False, doc="also <SPLIT>_patch_tokens.npy, float16 [N, patches, D]: a ViT's final-norm patch tokens")
+    PART: str = spec("trunk", choices=("trunk", "teacher"), doc="trunk: the trained model's trunk | teacher: the EMA teacher's (DINO) or key encoder's (MoCo) trunk, from the run's checkpoint")
+    OVERWRITE: bool = spec(False, doc="replace an existing <run dir>/features folder (otherwise the run stops before any work)")
 
 
 @dataclass
@@ -499,14 +480,16 @@ class ConvertedFromVisslConfig:
 
 @dataclass
 class VisslLiteConfig:
-    engine_name: str = spec("train", choices=("train", "explain"), doc="train | explain (print groups and schedules, write explain.json + schedule.png)")
+    engine_name: str = spec("train", choices=("train", "explain", "extract_features", "augmentations"), doc="train | explain (print groups and schedules, write explain.json + schedule.png) | extract_features (trunk features of the run's checkpoint or MODEL.WEIGHTS_INIT, see EXTRACT_FEATURES) | augmentations (write augmentations.png / .npz of the training views, see PREVIEW)")
     SEED_VALUE: int = spec(0, ge=0, doc="seeds torch, numpy and python; a run with the same seed repeats")
     OPTIMIZER: OptimizerConfig = spec(factory=OptimizerConfig)
     DATA: DataConfig = spec(factory=DataConfig)
+    PREVIEW: PreviewConfig = spec(factory=PreviewConfig, doc="engine_name=augmentations: what is drawn into augmentations.png / .npz")
     MODEL: ModelConfig = spec(factory=ModelConfig)
     LOSS: LossConfig = spec(factory=LossConfig)
     HOOKS: HooksConfig = spec(factory=HooksConfig)
     CHECKPOINT: CheckpointConfig = spec(factory=CheckpointConfig)
     DISTRIBUTED: DistributedConfig = spec(factory=DistributedConfig)
     MACHINE: MachineConfig = spec(factory=MachineConfig)
+    EXTRACT_FEATURES: ExtractFeaturesConfig = spec(factory=ExtractFeaturesConfig, doc="engine_name=extract_features: what is written to <run dir>/features")
     CONVERTED_FROM_VISSL: ConvertedFromVisslConfig = spec(factory=ConvertedFromVisslConfig, doc="written by vissl-lite-convert: the VISSL source and its differences in numbers (explain prints them)")

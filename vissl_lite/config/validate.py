@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from .consistency import check_consistency
-from .schema import ScheduleConfig, VisslLiteConfig
+from .schema import VisslLiteConfig
 
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 _BOUNDS = {"ge": (">=", operator.ge), "gt": (">", operator.gt), "le": ("<=", operator.le), "lt": ("<", operator.lt)}
@@ -28,12 +28,32 @@ def _schema_node() -> DictConfig:
     return OmegaConf.structured(VisslLiteConfig)
 
 
+@functools.lru_cache(maxsize=1)
+def schedule_slots() -> tuple:
+    """(dotted key, field metadata) of every schedule section in the schema."""
+    return tuple(_slots(VisslLiteConfig, ""))
+
+
+def _slots(tp, prefix: str):
+    hints = typing.get_type_hints(tp)
+    for f in dataclasses.fields(tp):
+        key = _join(prefix, f.name)
+        if "schedule" in f.metadata:
+            yield key, f.metadata
+        elif dataclasses.is_dataclass(_strip_optional(hints[f.name])):
+            yield from _slots(_strip_optional(hints[f.name]), key)
+
+
 def validate_config(cfg) -> DictConfig:
     """Return the typed config (schema defaults filled in) or raise ConfigError."""
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     checked = _check(VisslLiteConfig, data, "", {})
     _check_registries(checked)
     typed = OmegaConf.merge(_schema_node(), checked)
+    for key, _ in schedule_slots():  # a section is what was written (and filled), never a union
+        written = functools.reduce(lambda d, part: d.get(part, {}) if isinstance(d, dict) else {},
+                                   key.split("."), checked)
+        OmegaConf.update(typed, key, written, merge=False)
     check_optimizer_section(typed.OPTIMIZER, "OPTIMIZER")
     if typed.HOOKS.ONLINE_LINEAR_PROBE.ENABLED:
         check_optimizer_section(typed.HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER, "HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER")
@@ -45,18 +65,15 @@ def check_optimizer_section(optimizer_cfg, prefix: str) -> None:
     """The optimizer name (refused ones with their reason), the param-group constructor and the
     rules between group keys, checked before any work; messages name the section's full path."""
     from ..optim.build import check_param_group_keys, optimizer_builder
+    from ..optim.optimizers import check_optimizer_arguments
 
-    try:
-        builder = optimizer_builder(optimizer_cfg)
-        check_param_group_keys(optimizer_cfg)
-    except ConfigError as err:
-        if prefix == "OPTIMIZER":
-            raise
-        raise ConfigError(prefix + err.key[len("OPTIMIZER"):], err.got, err.allowed, err.note) from None
+    builder = optimizer_builder(optimizer_cfg, prefix)
+    check_optimizer_arguments(optimizer_cfg, prefix)
+    check_param_group_keys(optimizer_cfg, prefix)
     momentum = optimizer_cfg.param_schedulers.momentum
     keys = getattr(builder, "keys", None)  # a table row knows what it reads; users' builders may not
-    if momentum.name is not None and keys is not None and not {"momentum", "betas"} & set(keys):
-        raise ConfigError(f"{prefix}.param_schedulers.momentum.name", momentum.name,
+    if momentum.get("name") is not None and keys is not None and not {"momentum", "betas"} & set(keys):
+        raise ConfigError(f"{prefix}.param_schedulers.momentum.name", momentum.get("name"),
                           "null for an optimizer without momentum or betas",
                           f"{optimizer_cfg.name} has no momentum to schedule")
 
@@ -107,14 +124,25 @@ def _join(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+# Optimizer keys as MMEngine / timm / torch spell them -> where vissl_lite keeps that setting.
+OTHER_SPELLINGS = {
+    "lr": "param_schedulers.lr (a schedule, e.g. {{name: constant, value: {value}}})",
+    "type": "name (MMEngine's class names are accepted: {value})",
+}
+
+
 def _unknown_key(path: str, key: str, allowed: list, value) -> ConfigError:
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f"unknown key; did you mean {_join(path, close[0])}?" if close else "unknown key"
+    if path.split(".")[-1] == "OPTIMIZER" and key in OTHER_SPELLINGS:
+        hint = f"unknown key; vissl_lite sets it as {path}.{OTHER_SPELLINGS[key].format(value=value)}"
     where = f"keys under {path}" if path else "top-level keys"
     return ConfigError(_join(path, key), value, f"{where}: {', '.join(allowed)}", hint)
 
 
 def _check(tp, value, path: str, meta: dict):
+    if "schedule" in meta:  # null: not written
+        return _schedule_section({} if value is None else value, path, meta["schedule"])
     tp_inner = _strip_optional(tp)
     if value is None:
         if tp_inner is tp and tp is not Any:
@@ -126,10 +154,6 @@ def _check(tp, value, path: str, meta: dict):
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            if tp is ScheduleConfig:  # a plain number where a schedule goes: show the constant schedule
-                fixed = isinstance(value, (int, float)) and not isinstance(value, bool)
-                raise ConfigError(path, value, "a schedule section (docs/schedules.md)",
-                                  f"for a fixed value write {path}={{name:constant,value:{value}}}" if fixed else None)
             raise ConfigError(path, value, f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(tp))}")
         hints = typing.get_type_hints(tp)
         fields = {f.name: f for f in dataclasses.fields(tp)}
@@ -157,6 +181,18 @@ def _check(tp, value, path: str, meta: dict):
         _, elem = typing.get_args(tp)
         return {k: _check(elem, v, _join(path, k), meta) for k, v in value.items()}
     return _check_scalar(tp, value, path, meta)
+
+
+def _schedule_section(value, path: str, default: dict) -> dict:
+    """The section with its slot's default applied; its arguments are checked against the type
+    it names where the length of training is known (infer, a method's start)."""
+    from ..optim.schedules import filled
+
+    if not isinstance(value, dict):
+        fixed = isinstance(value, (int, float)) and not isinstance(value, bool)
+        raise ConfigError(path, value, "a schedule section {name: <type>, <its arguments>} (docs/schedules.md)",
+                          f"for a fixed value write {path}={{name:constant,value:{value}}}" if fixed else None)
+    return filled(value, default)[0]
 
 
 def _check_scalar(tp, value, path: str, meta: dict):
@@ -199,9 +235,13 @@ def _check_registries(cfg: dict) -> None:
     """Names that users can extend from their own code are checked against the live registry."""
     from ..losses import LOSSES
     from ..models.heads import check_head_entry
+    from ..models.trunks import TRUNKS
 
     loss = cfg.get("LOSS", {}).get("name")
-    if loss is not None and loss not in LOSSES:
-        raise ConfigError("LOSS.name", loss, "one of " + ", ".join(sorted(LOSSES)))
+    if loss is not None:
+        LOSSES.check(loss, "LOSS.name")
+    trunk = cfg.get("MODEL", {}).get("TRUNK", {}).get("NAME")
+    if trunk is not None:
+        TRUNKS.check(trunk, "MODEL.TRUNK.NAME", "add your own with vissl_lite.models.register_trunk")
     for i, entry in enumerate(cfg.get("MODEL", {}).get("HEAD", {}).get("PARAMS") or []):
         check_head_entry(entry, f"MODEL.HEAD.PARAMS[{i}]")

@@ -24,11 +24,22 @@ def data_sources(conv: Conversion, key: str, value) -> None:
         conv.keep(key, value)
 
 
+# VISSL catalog names whose train split size is known: engine_name=explain (the preview the
+# converter prints) assumes it as DATA.TRAIN.NUM_SAMPLES until the data is there.
+KNOWN_TRAIN_SIZES = {"imagenet1k_folder": 1_281_167, "imagenet1k_filelist": 1_281_167}
+
+
 def dataset_names(conv: Conversion, key: str, value) -> None:
     split = key.split(".")[1]
     given = conv.get(f"DATA.{split}.DATA_PATHS")
     hint = "" if given else f": give DATA.{split}.DATA_PATHS=[/path/to/folder] when running"
-    conv.drop(key, value, f"vissl_lite has no dataset catalog{hint}")
+    size = KNOWN_TRAIN_SIZES.get(value[0]) if split == "TRAIN" and value and len(value) == 1 else None
+    if size:
+        conv.translate(key, value, "DATA.TRAIN.NUM_SAMPLES", size,
+                       f"{value[0]}'s size, assumed by engine_name=explain until the data is there; "
+                       f"vissl_lite has no dataset catalog{hint}")
+    else:
+        conv.drop(key, value, f"vissl_lite has no dataset catalog{hint}")
 
 
 def num_workers(conv: Conversion, key: str, value) -> None:

@@ -5,6 +5,7 @@ parameter names."""
 import inspect
 
 from ..models import HEADS, TRUNKS
+from ..models.layouts import vissl_param_name  # the VISSL row of the checkpoint layout table
 from .report import Difference
 from .rules import Conversion
 
@@ -174,16 +175,9 @@ def sync_bn_config(conv: Conversion, key: str, value) -> None:
         conv.drop(f"{key}.{name}", leaf, "no such key in vissl_lite")
 
 
-def vissl_lite_param_name(name: str) -> str:
-    """A VISSL parameter name (or substring) in vissl_lite's model: no DDP 'module.' prefix and
-    no '_feature_blocks.' level in the ResNet trunk."""
-    name = name[len("module."):] if name.startswith("module.") else name
-    return name.replace("_feature_blocks.", "")
-
-
 def param_names(conv: Conversion, key: str, value) -> None:
     """NON_TRAINABLE_PARAMS, non_regularized_parameters: names or substrings of names."""
-    renamed = [vissl_lite_param_name(n) for n in value or []]
+    renamed = [vissl_param_name(n) for n in value or []]
     if renamed == list(value or []):
         conv.keep(key, renamed)
     else:
@@ -191,16 +185,8 @@ def param_names(conv: Conversion, key: str, value) -> None:
 
 
 def temp_frozen_params(conv: Conversion, key: str, value) -> None:
-    renamed = [[vissl_lite_param_name(name), steps] for name, steps in value or []]
+    renamed = [[vissl_param_name(name), steps] for name, steps in value or []]
     if renamed == [list(e) for e in value or []]:
         conv.keep(key, renamed)
     else:
         conv.translate(key, value, key, renamed, "vissl_lite's parameter names; N counts optimizer steps in both")
-
-
-def weights_init_file(conv: Conversion, key: str, value) -> None:
-    if not value:
-        conv.keep(key, value)
-    else:
-        conv.translate(key, value, key, value, "VISSL checkpoints do not load in vissl_lite: point it at a "
-                                               "vissl_lite checkpoint before training")

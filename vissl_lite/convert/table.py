@@ -7,6 +7,7 @@ file leaves the key to the default (VISSL would run with them).
 ADDED: vissl_lite keys VISSL has no counterpart for, set so the run does what VISSL's would.
 """
 
+from ..optim.optimizers import OPTIMIZER_ARGUMENTS
 from . import data, loss, model, optimizer
 from .rules import drop, drop_if, keep, move, refuse, replace_value
 
@@ -105,8 +106,15 @@ TABLE = {
     "MODEL.HEAD.BATCHNORM_MOMENTUM": drop("vissl_lite's heads use torch's BatchNorm defaults (momentum 0.1)"),
     "MODEL.HEAD.PARAMS_MULTIPLIER": drop("vissl_lite's heads keep torch's initialisation (no scaling)"),
     "MODEL.FEATURE_EVAL_SETTINGS": model.feature_eval_settings,
-    "MODEL.WEIGHTS_INIT.PARAMS_FILE": model.weights_init_file,
-    "MODEL.WEIGHTS_INIT.*": drop("vissl_lite loads its own checkpoints (MODEL.WEIGHTS_INIT.TRUNK_ONLY, STRICT)"),
+    # vissl_lite reads VISSL's checkpoints (and torchvision / timm / DINO / MoCo / SwAV files) and
+    # VISSL's renaming keys, with VISSL's meaning (models/layouts.py, models/weights.py).
+    "MODEL.WEIGHTS_INIT.PARAMS_FILE": keep,
+    "MODEL.WEIGHTS_INIT.STATE_DICT_KEY_NAME": keep,
+    "MODEL.WEIGHTS_INIT.REMOVE_PREFIX": keep,
+    "MODEL.WEIGHTS_INIT.APPEND_PREFIX": keep,
+    "MODEL.WEIGHTS_INIT.SKIP_LAYERS": keep,
+    "MODEL.WEIGHTS_INIT.*": drop("not a vissl_lite key (MODEL.WEIGHTS_INIT takes PARAMS_FILE, FORMAT, PART, TRUNK_ONLY, "
+                                 "STRICT, VISSL's renaming keys, FREEZE_TRUNK_EPOCHS)"),
     "MODEL.NON_TRAINABLE_PARAMS": model.param_names,
     "MODEL.TEMP_FROZEN_PARAMS_ITER_MAP": model.temp_frozen_params,
     "MODEL.AMP_PARAMS": model.amp_params,
@@ -155,6 +163,9 @@ TABLE = {
 TABLE.update({f"MODEL.TRUNK.{section}": drop("read only by a trunk vissl_lite does not have")
               for section in ("RESNETS_SK", "EFFICIENT_NETS", "MOBILE_NET", "REGNET", "XCIT", "SWIN_TRANSFORMER",
                               "BEIT", "CONVNEXT", "CONVIT")})
+
+# Keys of some optimizers only (momentum, betas, ...): kept where the file's optimizer takes them.
+TABLE.update({f"OPTIMIZER.{key}": optimizer.optimizer_argument for key in OPTIMIZER_ARGUMENTS})
 
 # (VISSL key, VISSL's default, when it applies): written out when the file leaves the key out.
 VISSL_DEFAULTS = (

@@ -2,20 +2,18 @@
 the LOSS section and returns an nn.Module called as loss(embeddings, labels) (a method with its
 own forward may call its loss otherwise: dino_loss, see engine/methods/dino.py)."""
 
-from typing import Callable, Dict
-
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import registrar
+from ..registry import Registry
 from .barlow_twins import BarlowTwinsLoss
 from .dino import DINOLoss
 from .moco import MoCoLoss
 from .simclr_info_nce import SimCLRInfoNCELoss
 from .swav import SwAVLoss
 
-LOSSES: Dict[str, Callable] = {}
-register_loss = registrar(LOSSES, "loss")
+LOSSES = Registry("loss")
+register_loss = LOSSES.register
 
 
 class CrossEntropyLoss(nn.Module):

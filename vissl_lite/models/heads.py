@@ -1,15 +1,15 @@
 """Heads in VISSL's list form: MODEL.HEAD.PARAMS = [[name, {kwargs}], ...], applied in order."""
 
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 from torch import nn
 
 from ..errors import ConfigError
 from ..config.plain import plain
-from ..registry import registrar
+from ..registry import Registry
 
-HEADS: Dict[str, type] = {}
-register_head = registrar(HEADS, "head")
+HEADS = Registry("head")
+register_head = HEADS.register
 
 
 @register_head("mlp")
@@ -50,5 +50,4 @@ def build_heads(params: Sequence, key: str = "MODEL.HEAD.PARAMS") -> nn.Sequenti
 def check_head_entry(entry, key: str) -> None:
     if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], dict)):
         raise ConfigError(key, entry, '[name, {arguments}], e.g. ["mlp", {"dims": [512, 128]}]')
-    if entry[0] not in HEADS:
-        raise ConfigError(f"{key}[0]", entry[0], "one of " + ", ".join(sorted(HEADS)))
+    HEADS.check(entry[0], f"{key}[0]")

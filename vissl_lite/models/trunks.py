@@ -5,22 +5,19 @@ layer-wise LR decay (num_layers, param_depth). Add one with `register_trunk(name
 on a builder that takes MODEL.TRUNK and reads its own `section` of it.
 """
 
-from typing import Callable, Dict, Tuple
-
 from torch import nn
 
+from ..registry import Registry
 from .resnet import build_trunk as build_resnet
 from .vit import build_vit
 
 # name -> (builder, the MODEL.TRUNK section it reads)
-TRUNKS: Dict[str, Tuple[Callable, str]] = {}
+TRUNKS = Registry("trunk")
 
 
 def register_trunk(name: str, section: str):
     def add(builder):
-        if name in TRUNKS:
-            raise ValueError(f"trunk {name!r} is already registered")
-        TRUNKS[name] = (builder, section)
+        TRUNKS.add(name, (builder, section))
         return builder
 
     return add

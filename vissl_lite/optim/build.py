@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .larc import LARC
 from .optimizers import OPTIMIZERS, REFUSED_OPTIMIZERS, OptimInfo
 from .param_groups import (GROUP_KEYS, PARAM_GROUP_CONSTRUCTORS, ParamGroupOptions, shared_parameters, single_group,
-                           unknown_names)
+                           unknown_names, warn_unmatched)
 from .paramwise import Paramwise
 
 log = logging.getLogger(__name__)
@@ -51,19 +51,20 @@ def param_group_options(optimizer_cfg, non_trainable_params: Sequence[str] = ())
     )
 
 
-def check_param_group_keys(optimizer_cfg) -> None:
-    """Rules between OPTIMIZER keys that shape the groups (the model is not needed)."""
+def check_param_group_keys(optimizer_cfg, prefix: str = "OPTIMIZER") -> None:
+    """Rules between OPTIMIZER keys that shape the groups (the model is not needed); `prefix`:
+    the section's key path."""
     paramwise = optimizer_cfg.paramwise
     for mult, flag, what in (("norm_decay_mult", "regularize_bn", "norm layers"),
                              ("bias_decay_mult", "regularize_bias", "biases")):
         value = getattr(paramwise, mult)
         if value is not None and not getattr(optimizer_cfg, flag):
-            raise ConfigError(f"OPTIMIZER.paramwise.{mult}", value, f"null while OPTIMIZER.{flag} is false",
-                              f"{flag}=false pins the weight decay of {what} at 0; set OPTIMIZER.{flag}=true "
+            raise ConfigError(f"{prefix}.paramwise.{mult}", value, f"null while {prefix}.{flag} is false",
+                              f"{flag}=false pins the weight decay of {what} at 0; set {prefix}.{flag}=true "
                               f"to scale it instead")
     name = optimizer_cfg.param_group_constructor
     if name not in PARAM_GROUP_CONSTRUCTORS:
-        raise ConfigError("OPTIMIZER.param_group_constructor", name,
+        raise ConfigError(f"{prefix}.param_group_constructor", name,
                           "one of " + ", ".join(sorted(PARAM_GROUP_CONSTRUCTORS)),
                           "add your own with register_param_group_constructor")
     if optimizer_cfg.construct_single_param_group_only:
@@ -71,8 +72,8 @@ def check_param_group_keys(optimizer_cfg) -> None:
         ignored += ["paramwise.custom_keys"] if len(paramwise.custom_keys) else []
         ignored += ["param_group_constructor"] if name != "default" else []
         if ignored:
-            raise ConfigError("OPTIMIZER.construct_single_param_group_only", True,
-                              f"false while OPTIMIZER.{ignored[0]} is set",
+            raise ConfigError(f"{prefix}.construct_single_param_group_only", True,
+                              f"false while {prefix}.{ignored[0]} is set",
                               "a single group applies no per-parameter options")
 
 
@@ -105,6 +106,7 @@ def build_param_groups(optimizer_cfg, model: nn.Module, non_trainable_params: Se
                           str(err)) from err
     _check_groups(groups, name)
     _warn_unused_custom_keys(groups, options.paramwise)
+    warn_unmatched(groups, options.non_regularized_parameters, "OPTIMIZER.non_regularized_parameters")
     return groups
 
 
@@ -126,16 +128,27 @@ def _warn_unused_custom_keys(groups: List[Dict], paramwise: Paramwise) -> None:
         log.warning(message)
 
 
-def optimizer_builder(optimizer_cfg):
+def optimizer_builder(optimizer_cfg, prefix: str = "OPTIMIZER"):
     """The registered builder OPTIMIZER.name names (MMEngine's class names included)."""
     name = optimizer_cfg.name
     if name in REFUSED_OPTIMIZERS:
-        raise ConfigError("OPTIMIZER.name", name, "an optimizer that steps once per batch on dense gradients",
+        raise ConfigError(f"{prefix}.name", name, "an optimizer that steps once per batch on dense gradients",
                           REFUSED_OPTIMIZERS[name])
     if name not in OPTIMIZERS:
-        raise ConfigError("OPTIMIZER.name", name, "one of " + ", ".join(sorted(OPTIMIZERS)),
+        raise ConfigError(f"{prefix}.name", name, "one of " + ", ".join(sorted(OPTIMIZERS)),
                           "MMEngine's spellings (the torch class names: SGD, AdamW, ...) are accepted too")
     return OPTIMIZERS[name]
+
+
+def base_lr(optimizer_cfg) -> float:
+    """The LR a torch optimizer's `defaults` carry: an MMEngine / mmcv schedule's base_value (the
+    optimizer's lr there), else the LR schedule's value at the start of training."""
+    from .group_scheduler import schedule_section
+    from .schedules import check_schedule
+    from .schedules.fractions import ParamScheduler
+
+    lr = check_schedule(schedule_section(optimizer_cfg, "lr"), "OPTIMIZER.param_schedulers.lr", optimizer_cfg.num_epochs)
+    return lr(0.0) if isinstance(lr, ParamScheduler) else lr.base_value
 
 
 def build_optimizer(optimizer_cfg, model: nn.Module, non_trainable_params: Sequence[str] = ()) -> torch.optim.Optimizer:
@@ -153,7 +166,8 @@ def build_optimizer(optimizer_cfg, model: nn.Module, non_trainable_params: Seque
             raise ConfigError(f"OPTIMIZER.{key}", reduce(getattr, key.split("."), optimizer_cfg),
                               f"0 with OPTIMIZER.name={optimizer_cfg.name}",
                               f"torch.optim.{builder.cls.__name__} has no weight decay; use_larc=true applies it")
-    optimizer = builder(groups, optimizer_cfg)
+    optimizer = builder(groups, optimizer_cfg, lr=base_lr(optimizer_cfg)) if isinstance(builder, OptimInfo) \
+        else builder(groups, optimizer_cfg)
     if optimizer_cfg.use_larc:
         larc = optimizer_cfg.larc_config
         optimizer = LARC(optimizer, trust_coefficient=larc.trust_coefficient, clip=larc.clip, eps=larc.eps,

@@ -4,49 +4,91 @@ The only scheduling state is the optimizer step counter k: `apply(optimizer, k)`
 gives a resumed run exactly the values of one that never stopped.
 """
 
-from typing import Dict, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 from ..config.plain import plain
-from .schedules import StepSchedule, build_step_schedule, check_schedule
+from .schedules import SCHEDULES, StepSchedule, check_schedule, compile_schedule, filled
+from .schedules.registry import arguments
 
-SCHEDULE_KEYS = ("lr", "lr_head", "weight_decay", "weight_decay_head", "momentum")
-PARAM_NAMES = {"lr": "lr", "lr_head": "lr", "weight_decay": "weight_decay", "weight_decay_head": "weight_decay",
-               "momentum": "momentum"}
+
+class Schedulable(NamedTuple):
+    """A quantity OPTIMIZER.param_schedulers may schedule: the schedule's param_name (mmcv's
+    hook, MMEngine's param_name) and the values it may take."""
+
+    quantity: str
+    legal: Callable[[float], bool]
+    allowed: str
+
+
+def _non_negative(v) -> bool:
+    return v >= 0
+
+
+SCHEDULABLE = {
+    "lr": Schedulable("lr", _non_negative, "a value >= 0 (a learning rate)"),
+    "lr_head": Schedulable("lr", _non_negative, "a value >= 0 (a learning rate)"),
+    "weight_decay": Schedulable("weight_decay", _non_negative, "a value >= 0 (a weight decay)"),
+    "weight_decay_head": Schedulable("weight_decay", _non_negative, "a value >= 0 (a weight decay)"),
+    "momentum": Schedulable("momentum", lambda v: 0 <= v < 1, "a value in [0, 1) (a momentum)"),
+}
+SCHEDULE_KEYS = tuple(SCHEDULABLE)
+
+
+def followed(optimizer_cfg) -> Dict[str, str]:
+    """The head follows the trunk: {head schedule: the trunk schedule it copies} while
+    head_optimizer_params does not ask for its own."""
+    head = optimizer_cfg.head_optimizer_params
+    return {**({} if head.use_different_lr else {"lr_head": "lr"}),
+            **({} if head.use_different_wd else {"weight_decay_head": "weight_decay"})}
 
 
 def schedules_in_use(optimizer_cfg):
-    """The param_schedulers entries that drive something: lr_head and weight_decay_head only
-    when head_optimizer_params asks for them, the optional ones only when named."""
-    head = optimizer_cfg.head_optimizer_params
-    wanted = {"lr", "weight_decay", "momentum"}
-    wanted |= {"lr_head"} if head.use_different_lr else set()
-    wanted |= {"weight_decay_head"} if head.use_different_wd else set()
-    return [k for k in SCHEDULE_KEYS
-            if k in wanted and (k in ("lr", "lr_head") or optimizer_cfg.param_schedulers[k].name is not None)]
+    """The param_schedulers entries that drive something: lr always, the head's own only when
+    head_optimizer_params asks for them, the optional ones only when they name a type."""
+    copies = followed(optimizer_cfg)
+    return [k for k in SCHEDULE_KEYS if k not in copies
+            and (k in ("lr", "lr_head") or optimizer_cfg.param_schedulers[k].get("name") is not None)]
+
+
+def base_momentum(optimizer_cfg) -> float:
+    """The optimizer's own momentum: betas[0] for the Adam family, else OPTIMIZER.momentum."""
+    from .optimizers import optimizer_arguments
+
+    arguments = optimizer_arguments(optimizer_cfg)
+    return arguments["betas"][0] if "betas" in arguments else arguments.get("momentum", optimizer_cfg.momentum)
 
 
 def schedule_section(optimizer_cfg, key: str) -> dict:
-    """param_schedulers.<key> as a plain dict. An unset base_value of a momentum or weight-decay
-    schedule is the optimizer's own value (OPTIMIZER.momentum, OPTIMIZER.weight_decay, the head's
-    weight decay), which is where MMEngine and mmcv start those schedules; an LR has no such value
-    outside its schedule."""
-    section = plain(optimizer_cfg.param_schedulers[key])
-    own = {"momentum": optimizer_cfg.momentum, "weight_decay": optimizer_cfg.weight_decay,
-           "weight_decay_head": optimizer_cfg.head_optimizer_params.weight_decay}
-    if key in own and section.get("base_value") is None:
-        section["base_value"] = own[key]
+    """param_schedulers.<key> as a plain dict, its slot's default applied. An unset base_value
+    of a momentum or weight-decay schedule is the optimizer's own value (its momentum or beta1,
+    OPTIMIZER.weight_decay, the head's weight decay), which is where MMEngine and mmcv start
+    those schedules; an LR has no such value outside its schedule."""
+    from ..config.schema import ParamSchedulersConfig
+
+    default = ParamSchedulersConfig.__dataclass_fields__[key].metadata["schedule"]
+    section, _ = filled(plain(optimizer_cfg.param_schedulers[key]), default)
+    kind = SCHEDULES.get(section.get("name"))
+    if key in ("momentum", "weight_decay", "weight_decay_head") and section.get("base_value") is None \
+            and kind is not None and "base_value" in {f.name for f in arguments(kind)}:
+        own = {"weight_decay": lambda: optimizer_cfg.weight_decay, "momentum": lambda: base_momentum(optimizer_cfg),
+               "weight_decay_head": lambda: optimizer_cfg.head_optimizer_params.weight_decay}
+        section["base_value"] = own[key]()
     return section
 
 
-def check_schedules(optimizer_cfg, prefix: str = "OPTIMIZER") -> None:
-    """Check every schedule in use as soon as the config is composed (ConfigError naming the key)."""
-    for key in schedules_in_use(optimizer_cfg):
-        check_schedule(schedule_section(optimizer_cfg, key), f"{prefix}.param_schedulers.{key}",
-                       optimizer_cfg.num_epochs, PARAM_NAMES[key])
+def check_schedules(optimizer_cfg, prefix: str = "OPTIMIZER") -> dict:
+    """Build every schedule in use once the config is composed: {key: definition}, whose
+    `compile(num_epochs, steps_per_epoch)` gives the values (ConfigError naming the key)."""
+    from ..config.schema import ParamSchedulersConfig
+
+    return {key: check_schedule(schedule_section(optimizer_cfg, key), f"{prefix}.param_schedulers.{key}",
+                                optimizer_cfg.num_epochs, SCHEDULABLE[key].quantity,
+                                ParamSchedulersConfig.__dataclass_fields__[key].metadata["schedule"])
+            for key in schedules_in_use(optimizer_cfg)}
 
 
 class GroupScheduler:
-    """Builds every schedule in use of OPTIMIZER.param_schedulers once and sets, before step k:
+    """Compiles every schedule in use of OPTIMIZER.param_schedulers once and sets, before step k:
 
         lr            = schedules[group.lr_schedule](k) * group.lr_mult
         weight_decay  = schedules[group.wd_schedule](k) * group.decay_mult  (unregularized groups
@@ -54,16 +96,18 @@ class GroupScheduler:
         momentum      = schedules["momentum"](k): SGD/RMSprop/LARS momentum, Adam's beta1
 
     k counts optimizer steps (after gradient accumulation), of num_epochs x steps_per_epoch.
+    `definitions` are check_schedules' (what resolve built); without them they are built here.
     """
 
-    def __init__(self, optimizer_cfg, steps_per_epoch: int, prefix: str = "OPTIMIZER"):
+    def __init__(self, optimizer_cfg, steps_per_epoch: int, prefix: str = "OPTIMIZER",
+                 definitions: Optional[dict] = None):
         self.num_epochs = int(optimizer_cfg.num_epochs)
         self.steps_per_epoch = int(steps_per_epoch)
         self.total_steps = self.num_epochs * self.steps_per_epoch
+        definitions = check_schedules(optimizer_cfg, prefix) if definitions is None else definitions
         self.schedules: Dict[str, StepSchedule] = {
-            key: build_step_schedule(schedule_section(optimizer_cfg, key), f"{prefix}.param_schedulers.{key}",
-                                     self.num_epochs, self.steps_per_epoch, PARAM_NAMES[key])
-            for key in schedules_in_use(optimizer_cfg)}
+            key: compile_schedule(definition, f"{prefix}.param_schedulers.{key}", self.num_epochs, self.steps_per_epoch)
+            for key, definition in definitions.items()}
 
     def schedule_values(self, key: str, steps):
         """Values of one schedule at optimizer step(s) `steps` (an int or a numpy array)."""

@@ -11,6 +11,8 @@ from typing import List
 
 import torch
 
+from ..distributed import full_tensor, global_norms, local
+
 # Parameters up to this size are stacked by shape: below it per-tensor launch overhead, not
 # memory traffic, dominates a foreach op.
 _STACK_MAX_NUMEL = 1 << 16
@@ -30,6 +32,10 @@ class LARC(torch.optim.Optimizer):
     (no weight decay folded). With exclude_bias_and_norm, 1-D parameters (biases, norm weights)
     are not adapted (a = 1) but still get g + wd * p, the inner optimizer's coupled weight
     decay. foreach=False takes the single-tensor path.
+
+    Sharded parameters (DTensors, DISTRIBUTED.STRATEGY=fsdp) use the norms of the whole
+    parameter and gradient, ||p|| = sqrt(sum over shards of ||shard||^2), so every process
+    scales its shard by the same factor a replica would use.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, trust_coefficient=1e-3, clip=False, eps=1e-8,
@@ -92,8 +98,12 @@ class LARC(torch.optim.Optimizer):
         return loss
 
     def _adapt_multi_tensor(self, params, wds, lrs, adapt):
-        grads = [p.grad for p in params]
-        stacks, rest = self._buckets(params)
+        # Sharded parameters (fsdp's DTensors) are rescaled through their local shards; their
+        # norms are the whole tensors', from the shards' squared norms summed over processes.
+        whole = params
+        grads = [local(p.grad) for p in params]
+        params = [local(p) for p in params]
+        stacks, rest = self._buckets(whole, params)
         device = params[0].device
         # Norms and factors in float32, or wider when parameters are (float64 stays float64).
         acc = functools.reduce(torch.promote_types, {p.dtype for p in params}, torch.float32)
@@ -111,6 +121,7 @@ class LARC(torch.optim.Optimizer):
             rest_index = torch.tensor(rest, device=device)
             p_norm[rest_index] = torch.stack(norms[: len(rest)]).to(acc)
             g_norm[rest_index] = torch.stack(norms[len(rest):]).to(acc)
+        p_norm, g_norm = global_norms(whole, torch.stack([p_norm, g_norm])).unbind()
 
         wd = torch.tensor(wds, dtype=acc, device=device)
         adaptive = self.trust_coefficient * p_norm / (g_norm + p_norm * wd + self.eps)
@@ -131,11 +142,12 @@ class LARC(torch.optim.Optimizer):
             torch._foreach_addcmul_(rest_grads, [params[i] for i in rest], list(fold[rest_index].unbind()))
             torch._foreach_mul_(rest_grads, list(scale[rest_index].unbind()))
 
-    def _buckets(self, params):
+    def _buckets(self, whole, params):
         """Small parameters of one shape, dtype and device go through stacked tensors (one
         kernel each for norms and rescaling); the rest through per-tensor foreach ops, which
-        cost nothing extra when tensors are large. Cached for the same parameter list."""
-        key = tuple(map(id, params))
+        cost nothing extra when tensors are large. `params` are the local parts of `whole`
+        (the parameters themselves when unsharded); cached for the same parameter list."""
+        key = tuple(map(id, whole))
         if self._bucket_cache is None or self._bucket_cache[0] != key:
             by_shape = {}
             for i, p in enumerate(params):
@@ -153,13 +165,14 @@ def _adapt_single_tensor(params: List[torch.Tensor], wds: List[float], lrs: List
     """apex's loop as written, one parameter at a time: the reference for the vectorised path."""
     for p, wd, lr, adapted in zip(params, wds, lrs, adapt):
         if not adapted:
-            p.grad.add_(p, alpha=wd)
+            local(p.grad).add_(local(p), alpha=wd)
             continue
         acc = torch.promote_types(p.dtype, torch.float32)
-        p_norm = torch.linalg.vector_norm(p, dtype=acc)
-        g_norm = torch.linalg.vector_norm(p.grad, dtype=acc)
+        # A sharded parameter's norm through DTensor's own reduction, gathered to every process.
+        p_norm = full_tensor(torch.linalg.vector_norm(p, dtype=acc))
+        g_norm = full_tensor(torch.linalg.vector_norm(p.grad, dtype=acc))
         if p_norm != 0 and g_norm != 0:
-            local = trust_coefficient * p_norm / (g_norm + p_norm * wd + eps)
+            factor = trust_coefficient * p_norm / (g_norm + p_norm * wd + eps)
             if clip:
-                local = torch.clamp(local / lr, max=1.0)  # lr = 0: inf -> 1
-            p.grad.add_(p, alpha=wd).mul_(local)
+                factor = torch.clamp(factor / lr, max=1.0)  # lr = 0: inf -> 1
+            local(p.grad).add_(local(p), alpha=wd).mul_(factor)

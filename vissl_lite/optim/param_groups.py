@@ -24,15 +24,19 @@ Each group is a dict torch.optim understands plus what the schedules and checkpo
 Head parameters are those whose first name lies under model.heads; everything else is trunk.
 """
 
+import logging
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from ..registry import registrar
+from ..registry import Registry
 from .layer_decay import layer_decay_multiplier, parameter_depths
 from .paramwise import NORM_LAYERS, Paramwise
+
+log = logging.getLogger(__name__)
 
 GROUP_KEYS = ("params", "param_names", "name", "lr", "weight_decay", "lr_schedule", "wd_schedule", "regularized",
               "lr_mult", "decay_mult")
@@ -161,6 +165,21 @@ def group_parameters(settings: Sequence[ParamSetting], options: ParamGroupOption
     return sorted(groups.values(), key=lambda g: (rank[(g["name"].split("_")[0], g["regularized"])], g["name"]))
 
 
+def unmatched_substrings(groups: Sequence[Dict], substrings: Sequence[str]) -> List[str]:
+    """The entries of a name list that no grouped (trainable) parameter's name contains."""
+    names = [n for g in groups for n in g["param_names"]]
+    return [s for s in substrings if not any(s in n for n in names)]
+
+
+def warn_unmatched(groups: Sequence[Dict], substrings: Sequence[str], key: str) -> None:
+    """Say which entries of the name list `key` select no parameter: a misspelt name would
+    otherwise change nothing, silently (paramwise.custom_keys are said the same way)."""
+    for entry in unmatched_substrings(groups, substrings):
+        message = f"{key}: {entry!r} is in no trainable parameter's name"
+        warnings.warn(message, stacklevel=3)
+        log.warning(message)
+
+
 def single_group(model: nn.Module, options: ParamGroupOptions) -> List[Dict]:
     """VISSL's construct_single_param_group_only: every trainable parameter at the trunk's LR
     and weight decay; regularize_*, head and paramwise options do not apply."""
@@ -173,8 +192,8 @@ def single_group(model: nn.Module, options: ParamGroupOptions) -> List[Dict]:
 # ----------------------------------------------------------------------------- constructors
 
 ParamGroupConstructor = Callable[[nn.Module, ParamGroupOptions], List[Dict]]
-PARAM_GROUP_CONSTRUCTORS: Dict[str, ParamGroupConstructor] = {}
-register_param_group_constructor = registrar(PARAM_GROUP_CONSTRUCTORS, "param group constructor")
+PARAM_GROUP_CONSTRUCTORS = Registry("param group constructor")
+register_param_group_constructor = PARAM_GROUP_CONSTRUCTORS.register
 
 
 @register_param_group_constructor("default")

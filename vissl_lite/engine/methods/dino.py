@@ -18,11 +18,10 @@ from typing import Dict
 import torch
 
 from ...errors import ConfigError
-from ...losses import build_loss
 from ...losses.dino import updated_center
 from ...models.ema import ema_update, momentum_teacher
 from ...optim.schedules import StepSchedule
-from ..method import register_method
+from ..method import Method, register_method
 from .scheduled import method_schedule
 
 SECTION = "LOSS.dino_loss"
@@ -34,32 +33,20 @@ SCHEDULES = {
 
 
 @register_method("dino_loss")
-class DINOMethod:
+class DINOMethod(Method):
     num_global_crops = 2
 
-    def __init__(self, cfg, augment):
-        self.cfg, self.augment = cfg, augment
-        self.loss_fn = build_loss(cfg.LOSS)
-        self.ema_center = cfg.LOSS.dino_loss.ema_center
-        self.all_reduce = None
-        self.teacher, self.center, self.step = None, None, 0
-        self.momentum = self.teacher_temp = None
-        self._saved = None  # a checkpoint's state, applied when the teacher is built (start)
+    def __init__(self, cfg, model, env, steps_per_epoch, augment=None):
+        super().__init__(cfg, model, env, steps_per_epoch, augment)
         check_crop_probabilities(cfg.DATA.TRAIN.TRANSFORMS, self.num_global_crops)
-
-    @staticmethod
-    def schedules(cfg, steps_per_epoch: int) -> Dict[str, StepSchedule]:
-        return {f"{SECTION}.{name}": dino_schedule(cfg, name, steps_per_epoch) for name in SCHEDULES}
-
-    def start(self, model, step: int, steps_per_epoch: int) -> None:
-        self.momentum = dino_schedule(self.cfg, "momentum", steps_per_epoch)
-        self.teacher_temp = dino_schedule(self.cfg, "teacher_temp", steps_per_epoch)
+        self.ema_center = cfg.LOSS.dino_loss.ema_center
+        self.momentum = dino_schedule(cfg, "momentum", steps_per_epoch)
+        self.teacher_temp = dino_schedule(cfg, "teacher_temp", steps_per_epoch)
         self.teacher = momentum_teacher(model)  # DINO starts the teacher as a copy of the student
-        if self._saved is not None:
-            self.teacher.load_state_dict(self._saved["teacher"])
-            self.center = self._saved["center"].to(next(model.parameters()).device)
-            self._saved = None
-        self.step = step
+        self.center = None  # [1, head width], made at the first forward (the width is the output's)
+
+    def schedules(self) -> Dict[str, StepSchedule]:
+        return {f"{SECTION}.momentum": self.momentum, f"{SECTION}.teacher_temp": self.teacher_temp}
 
     def forward(self, model, images, labels, generator):
         """(loss, trunk features of the first global crop) for one micro-batch."""
@@ -72,10 +59,6 @@ class DINOMethod:
         loss = self.loss_fn(student_out, teacher_out, self.center, self.teacher_temp.values(self.step))
         self.center = updated_center(self.center, teacher_out, self.ema_center, self.all_reduce)
         return loss, features
-
-    def distribute(self, gather, all_reduce) -> None:
-        """Under torchrun the center's mean runs over every rank's teacher outputs."""
-        self.all_reduce = all_reduce
 
     def after_step(self, model, step: int) -> None:
         """`step` optimizer steps are done: the teacher follows the student with momentum(step - 1)."""
@@ -93,7 +76,8 @@ class DINOMethod:
     def load_state_dict(self, state: dict) -> None:
         if set(state) != {"teacher", "center"}:
             raise ValueError(f"a DINO checkpoint holds the teacher and the center; this one has {sorted(state)}")
-        self._saved = state
+        self.teacher.load_state_dict(state["teacher"])
+        self.center = state["center"].to(next(self.teacher.parameters()).device)
 
 
 def dino_schedule(cfg, name: str, steps_per_epoch: int) -> StepSchedule:

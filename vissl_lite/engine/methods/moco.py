@@ -22,12 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import distributed
 from ...errors import ConfigError
-from ...losses import build_loss
 from ...models.ema import ema_update, momentum_teacher
 from ...optim.schedules import StepSchedule
-from ..method import register_method
+from ..method import Method, register_method
 from .batch_shuffle import shared_permutation, shuffle_across_ranks, unshuffle_across_ranks
 from .queues import RingQueue
 from .scheduled import method_schedule
@@ -36,35 +34,24 @@ MOMENTUM_KEY = "LOSS.moco_loss.momentum"
 
 
 @register_method("moco_loss")
-class MoCoMethod:
-    def __init__(self, cfg, augment):
-        self.cfg, self.augment = cfg, augment
-        self.loss_fn = build_loss(cfg.LOSS)
+class MoCoMethod(Method):
+    def __init__(self, cfg, model, env, steps_per_epoch, augment=None):
+        super().__init__(cfg, model, env, steps_per_epoch, augment)
         moco = cfg.LOSS.moco_loss
+        check_embedding_dim(model, moco.embedding_dim)
         # SyncBN already normalises over every process: VISSL shuffles only without it.
         self.shuffle = moco.shuffle_batch and not cfg.MODEL.SYNC_BN_CONFIG.CONVERT_BN_TO_SYNC_BN
-        self.gather, self.rank, self.world_size = None, 0, 1
-        self.key_encoder, self.queue, self.momentum = None, None, None
-        self.step, self.forwards = 0, 0
-        self._saved = None  # a checkpoint's state, applied when the key encoder is built (start)
-
-    @staticmethod
-    def schedules(cfg, steps_per_epoch: int) -> dict:
-        return {MOMENTUM_KEY: moco_momentum(cfg, steps_per_epoch)}
-
-    def start(self, model, step: int, steps_per_epoch: int) -> None:
-        moco = self.cfg.LOSS.moco_loss
-        check_embedding_dim(model, moco.embedding_dim)
-        self.momentum = moco_momentum(self.cfg, steps_per_epoch)
+        self.momentum = moco_momentum(cfg, steps_per_epoch)
         self.key_encoder = momentum_teacher(model)  # MoCo starts the key encoder as a copy
-        device = next(model.parameters()).device
-        seeded = torch.Generator().manual_seed(self.cfg.SEED_VALUE)  # the same queue on every process
+        seeded = torch.Generator().manual_seed(cfg.SEED_VALUE)  # the same queue on every process
         start = torch.randn(moco.queue_size, moco.embedding_dim, generator=seeded)
-        self.queue = RingQueue(F.normalize(start, dim=1).to(device))
-        if self._saved is not None:
-            self.key_encoder.load_state_dict(self._saved["key_encoder"])
-            self.queue.load_state_dict(self._saved["queue"])
-            self._saved = None
+        self.queue = RingQueue(F.normalize(start, dim=1).to(next(model.parameters()).device))
+        self.forwards = 0
+
+    def schedules(self) -> dict:
+        return {MOMENTUM_KEY: self.momentum}
+
+    def set_step(self, step: int) -> None:
         self.step = step
         self.forwards = step * self.cfg.OPTIMIZER.accumulation_steps  # every forward draws its own shuffle
 
@@ -88,18 +75,13 @@ class MoCoMethod:
         if self.shuffle:
             # One permutation per forward, the same on every rank: seeded by the run's seed and
             # the forward's index, so a resumed run draws the same ones.
-            perm = shared_permutation(self.world_size * len(x), (self.cfg.SEED_VALUE << 32) + self.forwards)
-            mine = shuffle_across_ranks(x, self.gather, self.rank, perm)
+            perm = shared_permutation(self.env.world_size * len(x), (self.cfg.SEED_VALUE << 32) + self.forwards)
+            mine = shuffle_across_ranks(x, self.gather, self.env.rank, perm)
             every = unshuffle_across_ranks(F.normalize(self.key_encoder(mine).float(), dim=1), self.gather, perm)
         else:
             every = self.gather(F.normalize(self.key_encoder(x).float(), dim=1))
         b = len(x)
-        return every[self.rank * b: (self.rank + 1) * b], every
-
-    def distribute(self, gather, all_reduce) -> None:
-        """Under torchrun: keys are gathered from (and shuffled over) every process."""
-        self.gather = gather
-        self.rank, self.world_size = distributed.current_rank(), distributed.current_world_size()
+        return every[self.env.rank * b: (self.env.rank + 1) * b], every
 
     def after_step(self, model, step: int) -> None:
         """`step` optimizer steps are done: the key encoder follows with momentum(step - 1)."""
@@ -116,7 +98,8 @@ class MoCoMethod:
     def load_state_dict(self, state: dict) -> None:
         if set(state) != {"key_encoder", "queue"}:
             raise ValueError(f"a MoCo checkpoint holds the key encoder and the queue; this one has {sorted(state)}")
-        self._saved = state
+        self.key_encoder.load_state_dict(state["key_encoder"])
+        self.queue.load_state_dict(state["queue"])
 
 
 def moco_momentum(cfg, steps_per_epoch: int) -> StepSchedule:

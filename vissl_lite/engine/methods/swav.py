@@ -24,48 +24,40 @@ import torch
 
 from ... import distributed
 from ...errors import ConfigError
-from ...losses import build_loss
-from ..method import register_method
+from ..method import Method, register_method
 from .queues import EmbeddingFIFO
 
 log = logging.getLogger("vissl_lite")
 
 
 @register_method("swav_loss")
-class SwAVMethod:
+class SwAVMethod(Method):
     num_global_crops = 2
 
-    def __init__(self, cfg, augment):
-        self.cfg, self.augment = cfg, augment
-        self.loss_fn = build_loss(cfg.LOSS)
+    def __init__(self, cfg, model, env, steps_per_epoch, augment=None):
+        super().__init__(cfg, model, env, steps_per_epoch, augment)
         swav = cfg.LOSS.swav_loss
         self.num_crops = self.num_global_crops + cfg.DATA.TRAIN.TRANSFORMS.LOCAL_CROPS_NUMBER
         self.crops_for_assign = list(swav.crops_for_assign)
         self.normalize, self.hard_steps = swav.normalize_last_layer, swav.temp_hard_assignment_iters
         check_swav_config(cfg, self.num_crops)
-        self.gather = None
-        self.head, self.queue, self.queue_start = None, None, 0
-        self.step, self.micro_steps = 0, 0
-        self._saved = None  # a checkpoint's state, applied when the queue is built (start)
-
-    @staticmethod
-    def schedules(cfg, steps_per_epoch: int) -> dict:
-        return {}
-
-    def start(self, model, step: int, steps_per_epoch: int) -> None:
+        if env.active:  # Sinkhorn's sums and maximum run over every process's samples
+            self.loss_fn.all_reduce = self.all_reduce
+            self.loss_fn.all_reduce_max = distributed.all_reduce_max
         self.head = model.heads[-1]
-        queue = self.cfg.LOSS.swav_loss.queue
+        queue = swav.queue
         self.queue_start = max(queue.start_iter, queue.start_epoch * steps_per_epoch)
-        length = queue.local_queue_length or queue.queue_length // distributed.current_world_size()
+        self.queue = None
+        length = queue.local_queue_length or queue.queue_length // env.world_size
         if queue.queue_length or queue.local_queue_length:
             if length == 0:
                 raise ConfigError("LOSS.swav_loss.queue.queue_length", queue.queue_length,
-                                  f"at least the world size ({distributed.current_world_size()}), or 0 for no queue")
+                                  f"at least the world size ({env.world_size}), or 0 for no queue")
             self.queue = EmbeddingFIFO(len(self.crops_for_assign), length, self.head.out_dim,
                                        next(model.parameters()).device)
-        if self._saved is not None:
-            self._load_queue(self._saved)
-            self._saved = None
+        self.micro_steps = 0
+
+    def set_step(self, step: int) -> None:
         self.step, self.micro_steps = step, 0
 
     def forward(self, model, images, labels, generator):
@@ -81,24 +73,16 @@ class SwAVMethod:
         for layer, layer_scores in zip(self.head.prototypes(), scores):
             queue_scores = None
             if use_queue:
-                with torch.no_grad():
-                    queue_scores = [e @ layer.weight.detach().t().to(e.dtype) for e in self.queue.embeddings]
+                with torch.no_grad():  # whole prototypes: under fsdp the layer holds a shard of the rows
+                    weight = distributed.full_tensor(layer.weight.detach())
+                    queue_scores = [e @ weight.t().to(e.dtype) for e in self.queue.embeddings]
             losses.append(self.loss_fn(layer_scores, self.num_crops, queue_scores, hard))
         if self.queue is not None and self.step >= self.queue_start:
             self.queue.push(z.detach().float().reshape(self.num_crops, len(images), -1)[self.crops_for_assign])
         return sum(losses) / len(losses), features
 
-    def distribute(self, gather, all_reduce) -> None:
-        """Under torchrun: Sinkhorn over every process's samples; the checkpoint gathers the queues."""
-        self.gather = gather
-        self.loss_fn.all_reduce = all_reduce
-        self.loss_fn.all_reduce_max = distributed.all_reduce_max
-
     def after_step(self, model, step: int) -> None:
         self.step, self.micro_steps = step, 0
-
-    def scalars(self, step: int) -> dict:
-        return {}
 
     def state_dict(self) -> dict:
         """Every process's queue, [world size, crops, length, dim] (a collective under torchrun)."""
@@ -112,13 +96,12 @@ class SwAVMethod:
     def load_state_dict(self, state: dict) -> None:
         if set(state) - {"queue"}:
             raise ValueError(f"a SwAV checkpoint holds its queue only; this one has {sorted(state)}")
-        self._saved = state
+        self._load_queue(state.get("queue"))
 
-    def _load_queue(self, state: dict) -> None:
+    def _load_queue(self, saved) -> None:
         """This process's queue from every process's in the checkpoint. A queue saved for another
         world size or length (or none) cannot continue: the queue then starts empty, as at its start."""
-        saved = state.get("queue")
-        world = distributed.current_world_size()
+        world = self.env.world_size
         expected = None if self.queue is None else (world, *self.queue.embeddings.shape)
         found = None if saved is None else tuple(saved["embeddings"].shape)
         if found != expected:
@@ -126,7 +109,7 @@ class SwAVMethod:
                         "the queue starts empty", found, expected)
             return
         if saved is not None:
-            self.queue.load_state_dict({"embeddings": saved["embeddings"][distributed.current_rank()],
+            self.queue.load_state_dict({"embeddings": saved["embeddings"][self.env.rank],
                                         "filled": saved["filled"]})
 
 

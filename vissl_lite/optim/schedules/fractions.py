@@ -7,11 +7,12 @@ intervals follow fvcore / ClassyVision; `inverse_sqrt` and `cosine_warm_restart`
 """
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import List, Optional
 
 import numpy as np
 
-from .registry import SCHEDULES, Context, Fields, ScheduleArgumentError, ScheduleType, child_slots
+from .registry import SCHEDULES, ScheduleArgumentError, ScheduleType, arg, child_slots
 from .step import WhereStepSchedule
 
 # fvcore's tolerance for float noise in `where` at interval boundaries.
@@ -19,16 +20,20 @@ WHERE_EPSILON = 1e-6
 INTERVALS = ("step", "epoch")
 
 
+@dataclass
 class ParamScheduler(ScheduleType):
     """A pure function `where -> value`.
 
     Called with a float it returns a float; with a numpy array, an array (how explain evaluates
     millions of steps at once). `where` outside [0, 1) is refused, as fvcore's schedules do.
-    Subclasses write their formula once, in numpy, in `_values`.
+    Subclasses are dataclasses of their arguments and write their formula once, in numpy, in
+    `_values`.
     """
 
     default_update_interval = "step"
-    update_interval = None  # the config's choice (set by `from_fields`); None: the default
+    kind_words = "a where-fraction type (mmengine and mmcv count steps themselves)"
+    update_interval: Optional[str] = arg(None, choices=INTERVALS, kw_only=True,
+                                         doc="step | epoch; null: the type's default (ClassyVision's)")
 
     def __call__(self, where):
         w = np.asarray(where, dtype=np.float64)
@@ -40,92 +45,65 @@ class ParamScheduler(ScheduleType):
     def _values(self, w: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    @property
+    def interval(self) -> str:
+        return self.update_interval or self.default_update_interval
+
     def compile(self, num_epochs: int, steps_per_epoch: int) -> WhereStepSchedule:
-        interval = self.update_interval or self.default_update_interval
-        return WhereStepSchedule(self, interval, num_epochs, steps_per_epoch)
-
-
-def from_fields(cfg, context: Context, required_interval=None) -> ParamScheduler:
-    """Build the where-schedule written in `cfg`, with its update_interval (the type's default
-    when unset; `required_interval`, a composite's own, when given)."""
-    f = Fields(cfg, f"{cfg.get('name')} schedules")
-    cls = SCHEDULES.lookup(cfg.get("name"), "name")
-    if not issubclass(cls, ParamScheduler):
-        raise ScheduleArgumentError("name", cls.name, "a where-fraction type",
-                                    "mmengine and mmcv schedules count steps and cannot be composite children")
-    interval = f.choice("update_interval", INTERVALS, required_interval or cls.default_update_interval)
-    if required_interval is not None and interval != required_interval:
-        raise ScheduleArgumentError("update_interval", interval, f"unset or {required_interval}",
-                                    "the composite's own interval")
-    schedule = cls.from_config(f, context)
-    schedule.update_interval = interval
-    return schedule
-
-
-def _check_positive(**named) -> None:
-    for argument, value in named.items():
-        if not value > 0:
-            raise ScheduleArgumentError(argument, value, "a number > 0")
+        return WhereStepSchedule(self, self.interval, num_epochs, steps_per_epoch)
 
 
 @SCHEDULES.register
+@dataclass
 class ConstantParamScheduler(ParamScheduler):
     """s(w) = value.  value 0.1: 0.1 at every step."""
 
     name, default_update_interval, value_fields = "constant", "epoch", ("value",)
-
-    def __init__(self, value: float):
-        self.value = value
+    value: float = arg(doc="the value at every step")
 
     def _values(self, w):
         return np.full(w.shape, self.value)
 
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("value"))
+
+@dataclass
+class StartEndScheduler(ParamScheduler):
+    """A where-function from start_value (w = 0) towards end_value (w = 1)."""
+
+    value_fields = ("start_value", "end_value")
+    start_value: float = arg(doc="value at w = 0")
+    end_value: float = arg(doc="value approached at w = 1")
 
 
 @SCHEDULES.register
-class LinearParamScheduler(ParamScheduler):
+@dataclass
+class LinearParamScheduler(StartEndScheduler):
     """s(w) = end * w + start * (1 - w) (fvcore's form).
 
     start 0.01, end 0.1: 0.01 at w = 0, 0.055 at w = 0.5, 0.0991 at w = 0.99.
     """
 
-    name, value_fields = "linear", ("start_value", "end_value")
-
-    def __init__(self, start_value: float, end_value: float):
-        self.start_value, self.end_value = start_value, end_value
+    name = "linear"
 
     def _values(self, w):
         return self.end_value * w + self.start_value * (1 - w)
 
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("start_value"), f.number("end_value"))
-
 
 @SCHEDULES.register
-class CosineParamScheduler(ParamScheduler):
+@dataclass
+class CosineParamScheduler(StartEndScheduler):
     """s(w) = end + (start - end) * (1 + cos(pi * w)) / 2.
 
     start 0.1, end 0: 0.1 at w = 0, 0.05 at w = 0.5, 0.0146 at w = 0.75.
     """
 
-    name, value_fields = "cosine", ("start_value", "end_value")
-
-    def __init__(self, start_value: float, end_value: float):
-        self.start_value, self.end_value = start_value, end_value
+    name = "cosine"
 
     def _values(self, w):
         return self.end_value + 0.5 * (self.start_value - self.end_value) * (1 + np.cos(np.pi * w))
 
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("start_value"), f.number("end_value"))
-
 
 @SCHEDULES.register
+@dataclass
 class ExponentialParamScheduler(ParamScheduler):
     """s(w) = start_value * decay ** w (fvcore's ExponentialParamScheduler).
 
@@ -133,20 +111,15 @@ class ExponentialParamScheduler(ParamScheduler):
     """
 
     name, value_fields = "exponential", ("start_value",)
-
-    def __init__(self, start_value: float, decay: float):
-        _check_positive(decay=decay)
-        self.start_value, self.decay = start_value, decay
+    start_value: float = arg(doc="value at w = 0")
+    decay: float = arg(gt=0, doc="the value at w = 1 is start_value x decay")
 
     def _values(self, w):
         return self.start_value * self.decay**w
 
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("start_value"), f.number("decay"))
-
 
 @SCHEDULES.register
+@dataclass
 class MultiStepParamScheduler(ParamScheduler):
     """s(w) = values[i], i = #{m in milestones : m <= floor((w + 1e-6) * num_epochs)}.
 
@@ -156,33 +129,40 @@ class MultiStepParamScheduler(ParamScheduler):
     """
 
     name, default_update_interval, value_fields = "multistep", "epoch", ("values",)
+    values: List[float] = arg(doc="one value per piece")
+    num_epochs: int = arg(context=True, doc="OPTIMIZER.num_epochs")
+    milestones: List[int] = arg(factory=list, ge=1, doc="epochs where the next value starts; empty: equal pieces")
 
-    def __init__(self, values: Sequence[float], num_epochs: int, milestones: Sequence[int] = ()):
-        values, milestones = list(values), list(milestones)
-        if not values:
-            raise ScheduleArgumentError("values", values, "a non-empty list of numbers")
+    def __post_init__(self):
+        if not self.values:
+            raise ScheduleArgumentError("values", self.values, "a non-empty list of numbers")
+        milestones = list(self.milestones)
         if not milestones:
-            width = math.ceil(num_epochs / len(values))
-            milestones = [width * (i + 1) for i in range(len(values) - 1)]
-        if not (len(milestones) == len(values) - 1
+            width = math.ceil(self.num_epochs / len(self.values))
+            milestones = [width * (i + 1) for i in range(len(self.values) - 1)]
+        if not (len(milestones) == len(self.values) - 1
                 and all(a < b for a, b in zip([0] + milestones, milestones))
-                and all(m < num_epochs for m in milestones)):
+                and all(m < self.num_epochs for m in milestones)):
             raise ScheduleArgumentError(
                 "milestones", milestones,
-                f"{len(values) - 1} strictly increasing epochs in (0, {num_epochs}) "
-                f"(one fewer than values, below num_epochs={num_epochs}, the length of training)")
-        self.values, self.num_epochs, self.milestones = values, num_epochs, milestones
+                f"{len(self.values) - 1} strictly increasing epochs in (0, {self.num_epochs}) "
+                f"(one fewer than values, below num_epochs={self.num_epochs}, the length of training)")
+        self.milestones = milestones
 
     def _values(self, w):
         epoch = np.floor((w + WHERE_EPSILON) * self.num_epochs)
         return np.asarray(self.values)[np.searchsorted(self.milestones, epoch, side="right")]
 
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.numbers("values"), context.num_epochs, f.integers("milestones", [], ge=1))
+
+def _step_values(values, w):
+    """values[floor((w + 1e-6) * len(values))], the last piece for w within 1e-6 of 1 (where
+    fvcore indexes past the end)."""
+    index = np.floor((w + WHERE_EPSILON) * len(values)).astype(np.int64)
+    return np.asarray(values)[np.minimum(index, len(values) - 1)]
 
 
 @SCHEDULES.register
+@dataclass
 class StepParamScheduler(ParamScheduler):
     """s(w) = values[floor((w + 1e-6) * len(values))]: equal-width pieces of training.
 
@@ -191,24 +171,19 @@ class StepParamScheduler(ParamScheduler):
     """
 
     name, default_update_interval, value_fields = "step", "epoch", ("values",)
+    values: List[float] = arg(doc="one value per equal piece of training")
 
-    def __init__(self, values: Sequence[float]):
-        if not values:
-            raise ScheduleArgumentError("values", values, "a non-empty list of numbers")
-        self.values = list(values)
+    def __post_init__(self):
+        if not self.values:
+            raise ScheduleArgumentError("values", self.values, "a non-empty list of numbers")
 
     def _values(self, w):
-        index = np.floor((w + WHERE_EPSILON) * len(self.values)).astype(np.int64)
-        # fvcore indexes past the end for w within 1e-6 of 1; the last piece is meant there.
-        return np.asarray(self.values)[np.minimum(index, len(self.values) - 1)]
-
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.numbers("values"))
+        return _step_values(self.values, w)
 
 
 @SCHEDULES.register
-class StepWithFixedGammaParamScheduler(StepParamScheduler):
+@dataclass
+class StepWithFixedGammaParamScheduler(ParamScheduler):
     """base_value * gamma**i in num_decays + 1 equal-width pieces of `where` (ClassyVision's
     step_with_fixed_gamma is fvcore's StepParamScheduler over those values).
 
@@ -217,19 +192,17 @@ class StepWithFixedGammaParamScheduler(StepParamScheduler):
     45 and 67.5; with update_interval epoch at the first epochs past them: 23, 45, 68.
     """
 
-    name, default_update_interval, value_fields = "step_with_fixed_gamma", "step", ("base_value",)
+    name, value_fields = "step_with_fixed_gamma", ("base_value",)
+    base_value: float = arg(gt=0, doc="value of the first piece")
+    gamma: float = arg(gt=0, doc="factor per decay")
+    num_decays: int = arg(gt=0, doc="number of decays")
 
-    def __init__(self, base_value: float, gamma: float, num_decays: int):
-        _check_positive(base_value=base_value, gamma=gamma, num_decays=num_decays)
-        self.base_value, self.gamma, self.num_decays = base_value, gamma, num_decays
-        super().__init__([base_value * gamma**i for i in range(num_decays + 1)])
-
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("base_value"), f.number("gamma"), f.integer("num_decays"))
+    def _values(self, w):
+        return _step_values([self.base_value * self.gamma**i for i in range(self.num_decays + 1)], w)
 
 
 @SCHEDULES.register
+@dataclass
 class PolynomialDecayParamScheduler(ParamScheduler):
     """s(w) = base_value * (1 - w) ** power.
 
@@ -237,20 +210,15 @@ class PolynomialDecayParamScheduler(ParamScheduler):
     """
 
     name, value_fields = "polynomial", ("base_value",)
-
-    def __init__(self, base_value: float, power: float):
-        _check_positive(base_value=base_value)
-        self.base_value, self.power = base_value, power
+    base_value: float = arg(gt=0, doc="value at w = 0")
+    power: float = arg(doc="exponent of (1 - w)")
 
     def _values(self, w):
         return self.base_value * (1 - w) ** self.power
 
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("base_value"), f.number("power"))
-
 
 @SCHEDULES.register
+@dataclass
 class InverseSqrtParamScheduler(ParamScheduler):
     """VISSL's inverse square root decay: s(w) = d / sqrt(w) for w > 0, s(0) = d, where
     d = start_value * sqrt(L) for L = warmup_interval_length > 0, else d = start_value.
@@ -261,23 +229,18 @@ class InverseSqrtParamScheduler(ParamScheduler):
     """
 
     name, value_fields = "inverse_sqrt", ("start_value",)
-
-    def __init__(self, start_value: float, warmup_interval_length: float):
-        if not 0 <= warmup_interval_length < 1:
-            raise ScheduleArgumentError("warmup_interval_length", warmup_interval_length, "a number in [0, 1)")
-        self.start_value, self.warmup_interval_length = start_value, warmup_interval_length
-        self.decay_factor = start_value * (math.sqrt(warmup_interval_length) if warmup_interval_length > 0 else 1.0)
+    start_value: float = arg(doc="the value at w = warmup_interval_length")
+    warmup_interval_length: float = arg(ge=0, lt=1, doc="where the decay reaches start_value, in [0, 1)")
 
     def _values(self, w):
+        length = self.warmup_interval_length
+        decay_factor = self.start_value * (math.sqrt(length) if length > 0 else 1.0)
         positive = w > 0
-        return np.where(positive, self.decay_factor / np.sqrt(np.where(positive, w, 1.0)), self.decay_factor)
-
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("start_value"), f.number("warmup_interval_length"))
+        return np.where(positive, decay_factor / np.sqrt(np.where(positive, w, 1.0)), decay_factor)
 
 
 @SCHEDULES.register
+@dataclass
 class CosineWarmRestartParamScheduler(ParamScheduler):
     """VISSL's cosine with warm restarts (SGDR). With R = restart_interval_length:
 
@@ -292,19 +255,21 @@ class CosineWarmRestartParamScheduler(ParamScheduler):
     """
 
     name, value_fields = "cosine_warm_restart", ("start_value", "end_value")
+    start_value: float = arg(doc="peak of the first wave")
+    end_value: float = arg(doc="bottom of every wave")
+    restart_interval_length: float = arg(gt=0, le=1, doc="fraction of training per wave, in (0, 1]")
+    wave_type: str = arg("half", choices=("half", "full"), doc="half | full")
+    lr_multiplier: float = arg(1.0, gt=0, doc="peak x lr_multiplier at each restart")
+    is_adaptive: bool = arg(False, doc="restart peaks follow the single cosine")
 
-    def __init__(self, start_value, end_value, restart_interval_length, wave_type="half", lr_multiplier=1.0,
-                 is_adaptive=False):
-        if not 0 < restart_interval_length <= 1:
-            raise ScheduleArgumentError("restart_interval_length", restart_interval_length, "a number in (0, 1]")
-        if wave_type not in ("half", "full"):
-            raise ScheduleArgumentError("wave_type", wave_type, "half or full")
-        _check_positive(lr_multiplier=lr_multiplier)
-        self.start_value, self.end_value = start_value, end_value
-        self.restart_interval_length, self.wave_type = restart_interval_length, wave_type
-        self.lr_multiplier, self.is_adaptive = lr_multiplier, is_adaptive
-        length = restart_interval_length
-        stride = 2 * length if wave_type == "full" else length
+    def __post_init__(self):
+        for name, ok, allowed in (("restart_interval_length", 0 < self.restart_interval_length <= 1, "a number in (0, 1]"),
+                                  ("wave_type", self.wave_type in ("half", "full"), "half or full"),
+                                  ("lr_multiplier", self.lr_multiplier > 0, "a number > 0")):
+            if not ok:
+                raise ScheduleArgumentError(name, getattr(self, name), allowed)
+        length = self.restart_interval_length
+        stride = 2 * length if self.wave_type == "full" else length
         count = math.ceil((1.0 - length) / stride - 1e-12) if length < 1.0 else 0
         self.restart_points = [0.0] + [length + i * stride for i in range(max(count, 0))]
         self.peaks = [self._peak(j, r) for j, r in enumerate(self.restart_points)]
@@ -322,39 +287,40 @@ class CosineWarmRestartParamScheduler(ParamScheduler):
         u = np.mod(w, length) / length if self.wave_type == "half" else w / length
         return self.end_value + 0.5 * (peak - self.end_value) * (1 + np.cos(np.pi * u))
 
-    @classmethod
-    def from_config(cls, f, context):
-        return cls(f.number("start_value"), f.number("end_value"), f.number("restart_interval_length"),
-                   f.choice("wave_type", ("half", "full"), "half"), f.number("lr_multiplier", 1.0),
-                   f.boolean("is_adaptive", False))
-
 
 @SCHEDULES.register
+@dataclass
 class CompositeParamScheduler(ParamScheduler):
     """Pieces in sequence: piece i covers [sum(lengths[:i]), sum(lengths[:i+1])).
 
     s(w) = child_i(w) for `fixed` scaling, child_i((w - start_i) / lengths[i]) for `rescaled`;
     a `where` within 1e-6 below a boundary already belongs to the next piece (fvcore).
     linear 0.6 -> 4.8 then cosine 4.8 -> 0.0048, lengths [0.1, 0.9], both rescaled: 0.6 at
-    w = 0, 2.7 at w = 0.05, 4.8 at w = 0.1, 2.4024 at w = 0.55.
+    w = 0, 2.7 at w = 0.05, 4.8 at w = 0.1, 2.4024 at w = 0.55. The children follow the
+    composite's update_interval (a child may repeat it).
     """
 
     name = "composite"
+    schedulers: List[ParamScheduler] = arg(children=(SCHEDULES, ParamScheduler),
+                                           doc="the pieces: schedule sections of where-fraction types, nesting allowed")
+    lengths: List[float] = arg(gt=0, doc="fraction of training per piece, summing to 1")
+    interval_scaling: List[str] = arg(factory=list, doc="rescaled | fixed per piece; empty: all rescaled")
 
-    def __init__(self, schedulers: Sequence[ParamScheduler], lengths: Sequence[float],
-                 interval_scaling: Sequence[str] = ()):
-        count = len(schedulers)
-        if not count:
-            raise ScheduleArgumentError("schedulers", list(schedulers), "a non-empty list of schedules")
-        lengths, scaling = list(lengths), list(interval_scaling) or ["rescaled"] * count
+    def __post_init__(self):
+        count = len(self.schedulers)
+        for i, child in enumerate(self.schedulers):
+            if child.update_interval not in (None, self.interval):
+                raise ScheduleArgumentError(f"schedulers[{i}].update_interval", child.update_interval,
+                                            f"unset or {self.interval}", "the composite's own interval")
+        lengths, scaling = list(self.lengths), list(self.interval_scaling) or ["rescaled"] * count
         if len(lengths) != count:
             raise ScheduleArgumentError("lengths", lengths, f"{count} numbers, one per entry of schedulers")
-        if any(x <= 0 for x in lengths) or abs(sum(lengths) - 1) >= 1e-3:
+        if abs(sum(lengths) - 1) >= 1e-3:
             raise ScheduleArgumentError("lengths", lengths, "positive numbers summing to 1 (within 1e-3)")
-        if len(scaling) != count or any(s not in ("rescaled", "fixed") for s in scaling):
+        if len(scaling) != count or any(x not in ("rescaled", "fixed") for x in scaling):
             raise ScheduleArgumentError("interval_scaling", scaling,
                                         f"empty (all rescaled) or {count} words, each rescaled or fixed")
-        self.schedulers, self.interval_scaling = list(schedulers), scaling
+        self.interval_scaling = scaling
         lengths[-1] = 1.0 - sum(lengths[:-1])  # absorb rounding, as fvcore does
         self.lengths, self.ends = lengths, np.cumsum(lengths)
 
@@ -373,18 +339,4 @@ class CompositeParamScheduler(ParamScheduler):
 
     @classmethod
     def value_slots(cls, cfg):
-        yield from child_slots(SCHEDULES, cfg.get("schedulers"), "name", "schedulers")
-
-    @classmethod
-    def from_config(cls, f, context):
-        interval = f.choice("update_interval", INTERVALS, cls.default_update_interval)
-        children = []
-        for i, child in enumerate(f.mappings("schedulers")):
-            try:
-                children.append(from_fields(child, context, required_interval=interval))
-            except ScheduleArgumentError as err:
-                raise err.inside(f"schedulers[{i}]") from None
-        scaling = f.cfg.get("interval_scaling") or []
-        if not isinstance(scaling, list):
-            raise ScheduleArgumentError("interval_scaling", scaling, "a list of words, each rescaled or fixed")
-        return cls(children, f.numbers("lengths"), scaling)
+        yield from child_slots(SCHEDULES, cfg.get("schedulers"), "schedulers")

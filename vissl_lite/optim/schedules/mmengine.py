@@ -29,83 +29,59 @@ run's values follow from one prefix composition over the transitions that change
 
 import dataclasses
 import math
+import warnings
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .registry import (MMENGINE_TYPES, SCHEDULES, Context, Fields, ScheduleArgumentError, ScheduleType,
-                       child_slots)
+from .registry import MMENGINE_TYPES, SCHEDULES, ScheduleArgumentError, ScheduleType, arg, child_slots
 from .step import TabulatedStepSchedule
 
 
 @dataclass(frozen=True)
-class Window:
-    """Where a scheduler acts, in its own steps: epochs when by_epoch, else iterations.
-    end None: the end of training (MMEngine's runner default)."""
+class MMEngineScheduler(ScheduleType):
+    """One entry of the list. Subclasses are dataclasses of MMEngine's arguments (with its
+    defaults) and write `maps`: the affine map (a, b) of the local steps l inside the window
+    [begin, end), counted in epochs when by_epoch, else iterations."""
 
-    begin: int = 0
-    end: Optional[int] = None
-    by_epoch: bool = True
-    convert_to_iter_based: bool = False
+    begin: int = arg(0, ge=0, kw_only=True, doc="first step of its window, in epochs when by_epoch else iterations")
+    end: Optional[int] = arg(None, ge=1, kw_only=True, doc="end of its window (excluded); null: the end of training")
+    by_epoch: bool = arg(True, kw_only=True, doc="steps once per epoch; false: once per iteration")
+    convert_to_iter_based: bool = arg(False, kw_only=True,
+                                      doc="an epoch window and epoch counts x steps per epoch, stepped every iteration")
+    param_name: str = arg("lr", context=True, kw_only=True, doc="the scheduled quantity")
+
+    epoch_counts = ()  # arguments counted in the scheduler's steps: convert_to_iter_based scales them
+    sets_initial = False  # OneCycleLR replaces the initial value the later schedulers start from
 
     def __post_init__(self):
-        if self.begin < 0:
-            raise ScheduleArgumentError("begin", self.begin, "an integer >= 0")
         if self.end is not None and self.end <= self.begin:
             raise ScheduleArgumentError("end", self.end, f"> begin = {self.begin}")
         if self.convert_to_iter_based and not self.by_epoch:
             raise ScheduleArgumentError("convert_to_iter_based", True, "false when by_epoch is false",
                                         "MMEngine converts epoch-based schedulers only")
 
-    @classmethod
-    def from_config(cls, f: Fields) -> "Window":
-        return cls(f.integer("begin", 0, ge=0), f.integer("end", None, ge=1), f.boolean("by_epoch", True),
-                   f.boolean("convert_to_iter_based", False))
+    @property
+    def length(self) -> int:
+        return self.end - self.begin
 
-    def resolved(self, num_epochs: int, steps_per_epoch: int) -> Tuple["Window", int]:
-        """(the window in the steps the scheduler will count, the factor its epoch counts take)."""
+    def resolved(self, num_epochs: int, steps_per_epoch: int) -> "MMEngineScheduler":
+        """The entry in the steps it will count: end filled in, an epoch window converted."""
         end = self.end if self.end is not None else (num_epochs if self.by_epoch else num_epochs * steps_per_epoch)
         if end <= self.begin:
             raise ScheduleArgumentError("begin", self.begin, f"< {end}, the default end (the end of training)")
         if not self.convert_to_iter_based:
-            return Window(self.begin, end, self.by_epoch), 1
-        return Window(self.begin * steps_per_epoch, end * steps_per_epoch, by_epoch=False), steps_per_epoch
-
-
-@dataclass(frozen=True)
-class MMEngineScheduler(ScheduleType):
-    """One entry of the list. Subclasses are dataclasses of MMEngine's arguments (with its
-    defaults) and write `maps`: the affine map (a, b) of the local steps l inside the window."""
-
-    window: Window = Window()
-
-    epoch_counts = ()  # arguments counted in the scheduler's steps: convert_to_iter_based scales them
-    sets_initial = False  # OneCycleLR replaces the initial value the later schedulers start from
-
-    @classmethod
-    def from_config(cls, f: Fields, context: Context) -> "MMEngineScheduler":
-        return cls(window=Window.from_config(f), **cls.arguments(f))
-
-    @classmethod
-    def arguments(cls, f: Fields) -> dict:
-        """The type's own MMEngine arguments read from its entry (the window aside)."""
-        return {}
-
-    @property
-    def length(self) -> int:
-        return self.window.end - self.window.begin
-
-    def resolved(self, num_epochs: int, steps_per_epoch: int) -> "MMEngineScheduler":
-        window, scale = self.window.resolved(num_epochs, steps_per_epoch)
+            return dataclasses.replace(self, end=end)
         scaled = {}
         for name in self.epoch_counts:
             value = getattr(self, name)
             if value is not None:
-                scaled[name] = [v * scale for v in value] if isinstance(value, list) else value * scale
-        return dataclasses.replace(self, window=window, **scaled)
+                scaled[name] = [v * steps_per_epoch for v in value] if isinstance(value, list) else value * steps_per_epoch
+        return dataclasses.replace(self, begin=self.begin * steps_per_epoch, end=end * steps_per_epoch,
+                                   by_epoch=False, convert_to_iter_based=False, **scaled)
 
     def maps(self, l: np.ndarray, base: float) -> Tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -120,16 +96,17 @@ def towards_maps(ratio: np.ndarray, floor: float) -> Tuple[np.ndarray, np.ndarra
     return ratio, floor * (1 - ratio)
 
 
-def _eta_min(f: Fields, default_zero: bool):
-    """eta_min or eta_min_ratio, exactly one (CosineAnnealingLR falls back to eta_min 0)."""
-    eta_min, ratio = f.number("eta_min", None), f.number("eta_min_ratio", None, ge=0)
+def check_eta_min(eta_min, ratio, required: bool) -> None:
+    """eta_min or eta_min_ratio, at most one (exactly one when `required`)."""
     if eta_min is not None and ratio is not None:
         raise ScheduleArgumentError("eta_min_ratio", ratio, "null when eta_min is set", "give one of the two")
-    if eta_min is None and ratio is None:
-        if not default_zero:
-            raise ScheduleArgumentError("eta_min", None, "a number, or eta_min_ratio instead", "one is required")
-        eta_min = 0.0
-    return dict(eta_min=eta_min, eta_min_ratio=ratio)
+    if required and eta_min is None and ratio is None:
+        raise ScheduleArgumentError("eta_min", None, "a number, or eta_min_ratio instead", "one is required")
+
+
+def floor_of(eta_min, ratio, base: float) -> float:
+    """The absolute floor: eta_min, or base x eta_min_ratio (neither: 0, CosineAnnealingLR's)."""
+    return base * ratio if ratio is not None else (eta_min or 0.0)
 
 
 @MMENGINE_TYPES.register
@@ -141,16 +118,7 @@ class ConstantLR(MMEngineScheduler):
     """
 
     name, aliases = "ConstantLR", ("ConstantMomentum", "ConstantParamScheduler")
-    factor: float = 1.0 / 3
-
-    def __post_init__(self):
-        if not 0 < self.factor <= 1:
-            raise ScheduleArgumentError("factor", self.factor, "a number in (0, 1]",
-                                        "MMEngine divides by it at the window's last step")
-
-    @classmethod
-    def arguments(cls, f):
-        return dict(factor=f.number("factor", 1.0 / 3))
+    factor: float = arg(1.0 / 3, gt=0, le=1, doc="factor until end - 1, in (0, 1] (MMEngine divides by it at the end)")
 
     def maps(self, l, base):
         a = np.ones(l.shape)
@@ -169,19 +137,9 @@ class LinearLR(MMEngineScheduler):
     """
 
     name, aliases = "LinearLR", ("LinearMomentum", "LinearParamScheduler")
-    start_factor: float = 1.0 / 3
-    end_factor: float = 1.0
-
-    def __post_init__(self):
-        # 0 is MMEngine's bound too, but its next ratio then divides by zero.
-        if not 0 < self.start_factor <= 1:
-            raise ScheduleArgumentError("start_factor", self.start_factor, "a number in (0, 1]")
-        if not 0 <= self.end_factor <= 1:
-            raise ScheduleArgumentError("end_factor", self.end_factor, "a number in [0, 1]")
-
-    @classmethod
-    def arguments(cls, f):
-        return dict(start_factor=f.number("start_factor", 1.0 / 3), end_factor=f.number("end_factor", 1.0))
+    # start_factor 0 is MMEngine's bound too, but its next ratio then divides by zero.
+    start_factor: float = arg(1.0 / 3, gt=0, le=1, doc="factor at begin, in (0, 1]")
+    end_factor: float = arg(1.0, ge=0, le=1, doc="factor reached at end - 1, in [0, 1]")
 
     def maps(self, l, base):
         s, e, total = self.start_factor, self.end_factor, self.length - 1
@@ -197,15 +155,7 @@ class ExponentialLR(MMEngineScheduler):
     """v x gamma at every step after the first. base 0.1, gamma 0.5: 0.1, 0.05, 0.025, ..."""
 
     name, aliases = "ExponentialLR", ("ExponentialMomentum", "ExponentialParamScheduler")
-    gamma: float = 0.0
-
-    def __post_init__(self):
-        if not self.gamma > 0:
-            raise ScheduleArgumentError("gamma", self.gamma, "a number > 0")
-
-    @classmethod
-    def arguments(cls, f):
-        return dict(gamma=f.number("gamma"))
+    gamma: float = arg(gt=0, doc="factor per step")
 
     def maps(self, l, base):
         return factor_maps(np.where(l == 0, 1.0, self.gamma))
@@ -218,17 +168,9 @@ class StepLR(MMEngineScheduler):
     base 0.1, step_size 30, gamma 0.1, by epoch: 0.1 for epochs 0-29, 0.01 for 30-59, ..."""
 
     name, aliases = "StepLR", ("StepMomentum", "StepParamScheduler")
-    step_size: int = 1
-    gamma: float = 0.1
+    step_size: int = arg(ge=1, doc="decay every step_size steps of its window")
+    gamma: float = arg(0.1, doc="factor per decay")
     epoch_counts = ("step_size",)
-
-    def __post_init__(self):
-        if self.step_size < 1:
-            raise ScheduleArgumentError("step_size", self.step_size, "an integer >= 1")
-
-    @classmethod
-    def arguments(cls, f):
-        return dict(step_size=f.integer("step_size", ge=1), gamma=f.number("gamma", 0.1))
 
     def maps(self, l, base):
         return factor_maps(np.where((l == 0) | (l % self.step_size != 0), 1.0, self.gamma))
@@ -242,13 +184,9 @@ class MultiStepLR(MMEngineScheduler):
     0.002 for 8-10, 0.0002 from 11."""
 
     name, aliases = "MultiStepLR", ("MultiStepMomentum", "MultiStepParamScheduler")
-    milestones: List[int] = dataclasses.field(default_factory=list)
-    gamma: float = 0.1
+    milestones: List[int] = arg(ge=0, doc="steps of its window (from begin) where it decays")
+    gamma: float = arg(0.1, doc="factor per milestone")
     epoch_counts = ("milestones",)
-
-    @classmethod
-    def arguments(cls, f):
-        return dict(milestones=f.integers("milestones", ge=0), gamma=f.number("gamma", 0.1))
 
     def maps(self, l, base):
         count = np.zeros(l.shape, dtype=np.int64)
@@ -265,19 +203,19 @@ class CosineAnnealingLR(MMEngineScheduler):
     base 0.1, eta_min 0, T_max 4 (by epoch): 0.1, 0.0854, 0.05, 0.0146."""
 
     name, aliases = "CosineAnnealingLR", ("CosineAnnealingMomentum", "CosineAnnealingParamScheduler")
-    T_max: Optional[int] = None
-    eta_min: Optional[float] = None
-    eta_min_ratio: Optional[float] = None
+    eta_min: Optional[float] = arg(None, doc="the absolute floor; null: 0 (or eta_min_ratio)")
+    eta_min_ratio: Optional[float] = arg(None, ge=0, doc="floor = the base value x this, instead of eta_min")
+    T_max: Optional[int] = arg(None, ge=1, doc="half-period of the cosine; null: end - begin")
     epoch_counts = ("T_max",)
     value_fields = ("eta_min",)
 
-    @classmethod
-    def arguments(cls, f):
-        return dict(T_max=f.integer("T_max", None, ge=1), **_eta_min(f, default_zero=True))
+    def __post_init__(self):
+        super().__post_init__()
+        check_eta_min(self.eta_min, self.eta_min_ratio, required=False)
 
     def maps(self, l, base):
         period = self.T_max or self.length
-        floor = self.eta_min if self.eta_min_ratio is None else base * self.eta_min_ratio
+        floor = floor_of(self.eta_min, self.eta_min_ratio, base)
         a, b = np.ones(l.shape), np.zeros(l.shape)
         # Past T_max MMEngine climbs back: at l - 1 = T_max (mod 2 T_max) it adds a fixed step.
         turn = (l != 0) & ((l - 1 - period) % (2 * period) == 0)
@@ -297,13 +235,9 @@ class PolyLR(MMEngineScheduler):
     base 0.01, eta_min 0, power 1, end 5 iterations: 0.01, 0.0075, 0.005, 0.0025, 0."""
 
     name, aliases = "PolyLR", ("PolyMomentum", "PolyParamScheduler")
-    eta_min: float = 0.0
-    power: float = 1.0
+    eta_min: float = arg(0.0, doc="the absolute floor, reached at end - 1")
+    power: float = arg(1.0, doc="exponent of the decay")
     value_fields = ("eta_min",)
-
-    @classmethod
-    def arguments(cls, f):
-        return dict(eta_min=f.number("eta_min", 0.0), power=f.number("power", 1.0))
 
     def maps(self, l, base):
         later = l > 0
@@ -324,38 +258,22 @@ class OneCycleLR(MMEngineScheduler):
     at l = 2 (the peak 1 would fall at l = 2.3), then down to 0.01 at l = 10."""
 
     name, aliases = "OneCycleLR", ("OneCycleParamScheduler",)
-    eta_max: float = 0.0
-    total_steps: Optional[int] = None
-    pct_start: float = 0.3
-    anneal_strategy: str = "cos"
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
-    three_phase: bool = False
+    eta_max: float = arg(gt=0, doc="the peak (the cycle starts at eta_max / div_factor)")
+    total_steps: Optional[int] = arg(None, ge=1, doc="cycle length; null: end - begin")
+    pct_start: float = arg(0.3, ge=0, le=1, doc="rising fraction of the cycle")
+    anneal_strategy: str = arg("cos", choices=("cos", "linear"), doc="cos | linear")
+    div_factor: float = arg(25.0, gt=0, doc="start = eta_max / div_factor")
+    final_div_factor: float = arg(1e4, gt=0, doc="end = start / final_div_factor")
+    three_phase: bool = arg(False, doc="rise, fall back to the start, then anneal")
     epoch_counts = ("total_steps",)
     value_fields = ("eta_max",)
     sets_initial = True
 
     def __post_init__(self):
-        if not self.eta_max > 0:
-            raise ScheduleArgumentError("eta_max", self.eta_max, "a number > 0")
-        for name in ("div_factor", "final_div_factor"):
-            if not getattr(self, name) > 0:
-                raise ScheduleArgumentError(name, getattr(self, name), "a number > 0")
-
-    @classmethod
-    def from_config(cls, f, context):
-        if context.param_name != "lr":
-            raise ScheduleArgumentError("type", f.cfg.get("type"), "a type that is not OneCycle",
+        super().__post_init__()
+        if self.param_name != "lr":
+            raise ScheduleArgumentError("type", self.name, "a type that is not OneCycle",
                                         "MMEngine's OneCycle schedules the learning rate only")
-        return super().from_config(f, context)
-
-    @classmethod
-    def arguments(cls, f):
-        return dict(eta_max=f.number("eta_max"), total_steps=f.integer("total_steps", None, ge=1),
-                    pct_start=f.number("pct_start", 0.3, ge=0, le=1),
-                    anneal_strategy=f.choice("anneal_strategy", ("cos", "linear"), "cos"),
-                    div_factor=f.number("div_factor", 25.0), final_div_factor=f.number("final_div_factor", 1e4),
-                    three_phase=f.boolean("three_phase", False))
 
     @property
     def initial(self) -> float:
@@ -397,25 +315,22 @@ class CosineRestartLR(MMEngineScheduler):
     base 1, periods [2, 2], restart_weights [1, 0.5], eta_min 0: 1, 0.5, 0.5, 0.25, then 0.25."""
 
     name, aliases = "CosineRestartLR", ("CosineRestartMomentum", "CosineRestartParamScheduler")
-    periods: List[int] = dataclasses.field(default_factory=list)
-    restart_weights: List[float] = dataclasses.field(default_factory=lambda: [1.0])
-    eta_min: Optional[float] = None
-    eta_min_ratio: Optional[float] = None
+    periods: List[int] = arg(ge=1, doc="length of each cosine cycle")
+    restart_weights: List[float] = arg(factory=lambda: [1.0], doc="each cycle starts at the base value x its weight")
+    eta_min: Optional[float] = arg(None, doc="the absolute floor (or eta_min_ratio; one is required)")
+    eta_min_ratio: Optional[float] = arg(None, ge=0, doc="floor = the base value x this, instead of eta_min")
     epoch_counts = ("periods",)
     value_fields = ("eta_min",)
 
     def __post_init__(self):
+        super().__post_init__()
+        check_eta_min(self.eta_min, self.eta_min_ratio, required=True)
         if len(self.periods) != len(self.restart_weights):
             raise ScheduleArgumentError("restart_weights", self.restart_weights,
                                         f"{len(self.periods)} numbers, one per period")
 
-    @classmethod
-    def arguments(cls, f):
-        return dict(periods=f.integers("periods", ge=1), restart_weights=f.numbers("restart_weights", [1.0]),
-                    **_eta_min(f, default_zero=False))
-
     def maps(self, l, base):
-        floor = self.eta_min if self.eta_min_ratio is None else base * self.eta_min_ratio
+        floor = floor_of(self.eta_min, self.eta_min_ratio, base)
         ends = np.cumsum(self.periods)
         cycle = np.searchsorted(ends, l, side="right")
         a, b = np.ones(l.shape), np.zeros(l.shape)
@@ -456,33 +371,29 @@ def entry(i: int):
 
 
 @SCHEDULES.register
+@dataclass
 class MMEngineSchedule(ScheduleType):
-    """`name: mmengine`: base_value + MMEngine's scheduler list (module docstring)."""
+    """`name: mmengine`: base_value (the optimizer's lr) and MMEngine's param_scheduler list,
+    stepped as MMEngine's runner steps it (the module docstring has the rules)."""
 
     name, value_fields = "mmengine", ("base_value",)
+    # Auto LR scaling multiplies the optimizer's LR only, as MMEngine's auto_scale_lr does: an
+    # absolute eta_min or eta_max stays, an eta_min_ratio follows the scaled base.
+    scaled_fields = ("base_value",)
     default_update_interval = None  # the schedulers count iterations or epochs themselves
+    base_value: float = arg(doc="the optimizer's lr in the MMEngine config (momentum: its momentum)")
+    schedulers: List[MMEngineScheduler] = arg(children=(MMENGINE_TYPES, MMEngineScheduler),
+                                              doc="MMEngine's param_scheduler entries {type: ..., its arguments}, in list order")
 
-    def __init__(self, base_value: float, schedulers: Sequence[MMEngineScheduler]):
-        if not schedulers:
-            raise ScheduleArgumentError("schedulers", list(schedulers), "a non-empty list of MMEngine schedulers")
-        if sum(s.sets_initial for s in schedulers) > 1:
-            raise ScheduleArgumentError("schedulers", [s.name for s in schedulers], "at most one OneCycleLR",
+    def __post_init__(self):
+        if sum(s.sets_initial for s in self.schedulers) > 1:
+            raise ScheduleArgumentError("schedulers", [s.name for s in self.schedulers], "at most one OneCycleLR",
                                         "each would overwrite the other's initial value")
-        self.base_value, self.schedulers = base_value, list(schedulers)
 
     @classmethod
     def value_slots(cls, cfg):
         yield from super().value_slots(cfg)
-        yield from child_slots(MMENGINE_TYPES, cfg.get("schedulers"), "type", "schedulers")
-
-    @classmethod
-    def from_config(cls, f, context):
-        schedulers = []
-        for i, cfg in enumerate(f.mappings("schedulers")):
-            with entry(i):
-                kind = MMENGINE_TYPES.lookup(cfg.get("type"), "type")
-                schedulers.append(kind.from_config(Fields(cfg, cfg.get("type")), context))
-        return cls(f.number("base_value"), schedulers)
+        yield from child_slots(MMENGINE_TYPES, cfg.get("schedulers"), "schedulers")
 
     def compile(self, num_epochs: int, steps_per_epoch: int) -> TabulatedStepSchedule:
         total = num_epochs * steps_per_epoch
@@ -490,6 +401,7 @@ class MMEngineSchedule(ScheduleType):
         for i, scheduler in enumerate(self.schedulers):
             with entry(i):
                 resolved.append(scheduler.resolved(num_epochs, steps_per_epoch))
+        warn_unreached_milestones(resolved, num_epochs, total)
         start, bases = self._built(resolved)
         a, b = self._transitions(resolved, bases, num_epochs, steps_per_epoch)
         changing = np.flatnonzero((a != 1.0) | (b != 0.0))
@@ -507,7 +419,7 @@ class MMEngineSchedule(ScheduleType):
         for i, scheduler in enumerate(resolved):
             initial = scheduler.initial if scheduler.sets_initial else initial
             bases.append(initial)
-            if scheduler.window.begin == 0:
+            if scheduler.begin == 0:
                 with entry(i):
                     a0, b0 = scheduler.maps(np.zeros(1, dtype=np.int64), initial)
                 value = a0[0] * value + b0[0]
@@ -519,9 +431,9 @@ class MMEngineSchedule(ScheduleType):
         iteration-based schedulers' steps, then at an epoch's end the epoch-based ones (runner order)."""
         total = num_epochs * steps_per_epoch
         a, b = np.ones(max(total - 1, 0)), np.zeros(max(total - 1, 0))
-        order = sorted(range(len(resolved)), key=lambda i: resolved[i].window.by_epoch)  # stable: list order kept
+        order = sorted(range(len(resolved)), key=lambda i: resolved[i].by_epoch)  # stable: list order kept
         for i in order:
-            window = resolved[i].window
+            window = resolved[i]
             last = num_epochs if window.by_epoch else total  # scheduler steps g past the run are never taken
             g = np.arange(max(window.begin, 1), min(window.end, last), dtype=np.int64)
             j = g * steps_per_epoch - 1 if window.by_epoch else g - 1
@@ -529,3 +441,16 @@ class MMEngineSchedule(ScheduleType):
                 a_s, b_s = resolved[i].maps(g - window.begin, bases[i])
             a[j], b[j] = a_s * a[j], a_s * b[j] + b_s
         return a, b
+
+
+def warn_unreached_milestones(resolved, num_epochs: int, total: int) -> None:
+    """MultiStepLR milestones at or past the end of their window or of the run never decay."""
+    for i, entry_ in enumerate(resolved):
+        if not isinstance(entry_, MultiStepLR):
+            continue
+        last = min(entry_.end, num_epochs if entry_.by_epoch else total)
+        unreached = [m for m in entry_.milestones if entry_.begin + m >= last]
+        if unreached:
+            unit = "epochs" if entry_.by_epoch else "iterations"
+            warnings.warn(f"schedulers[{i}].milestones {unreached} are never reached: its window and the run end "
+                          f"at {last} {unit}, counted from begin {entry_.begin}", stacklevel=2)
