@@ -13,7 +13,9 @@ setup(
     # A range for installing elsewhere (nn.RMSNorm needs torch 2.4); requirements.txt pins the
     # CPU wheel used here.
     install_requires=["torch>=2.4", "hydra-core>=1.3.2,<1.4", "omegaconf>=2.3,<2.4", "numpy>=1.26",
-                      "scikit-learn>=1.3", "pillow>=10", "tqdm>=4.66", "matplotlib>=3.8", "tensorboard>=2.15"],
+                      "scikit-learn>=1.3", "pillow>=10", "tqdm>=4.66", "matplotlib>=3.8", "tensorboard>=2.15",
+                      "safetensors>=0.4"],
     entry_points={"console_scripts": ["vissl-lite=vissl_lite.cli:main",
-                                     "vissl-lite-convert=vissl_lite.convert.__main__:console_main"]},
+                                     "vissl-lite-convert=vissl_lite.convert.__main__:console_main",
+                                     "vissl-lite-export=vissl_lite.export:console_main"]},
 )

@@ -5,15 +5,21 @@ the trunk's feature, learned position embeddings, VISSL's init (trunc_normal std
 For an image of side S and patch side p the sequence is the class token followed by the
 (S/p)^2 patch embeddings in row-major order, each plus its position embedding:
 
-    x_0 = [cls; patch_embed(image)] + pos_embed
-    x_i = x_{i-1}' + MLP(LN(x_{i-1}')),  x_{i-1}' = x_{i-1} + MHSA(LN(x_{i-1}))   (i = 1..L)
+    x_0 = [cls; patch_embed(image)] + pos_embed,  then R register tokens inserted after cls
+    x_i = x_{i-1}' + g2 * MLP(LN(x_{i-1}')),  x_{i-1}' = x_{i-1} + g1 * MHSA(LN(x_{i-1}))   (i = 1..L)
     features = LN(x_L)[class token]
 
-Crops of another size (multi-crop's small crops) use the position embeddings resized to their
-grid with bicubic interpolation (DINO's interpolate_pos_encoding); the class token's is kept.
+g1, g2 are CaiT's layer scale (per-channel vectors `ls1.gamma`, `ls2.gamma`, started at
+layer_scale_init; 1 without layer scale). Register tokens (Darcet et al. 2024, DINOv2's `_reg`
+models) carry no position embedding, as in DINOv2: pos_embed covers the class token and the
+patches only. Parameter names are timm's (`reg_token` is DINOv2's `register_tokens`).
+
+Crops of another size (multi-crop's small crops, any input size) use the position embeddings
+resized to their grid with bicubic interpolation (DINO's interpolate_pos_encoding); the class
+token's is kept.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -73,20 +79,35 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: x + DropPath(MHSA(LN(x))), then x + DropPath(MLP(LN(x)))."""
+class LayerScale(nn.Module):
+    """x * gamma, one learned factor per channel (CaiT; timm's and DINOv2's `ls1` / `ls2`)."""
 
-    def __init__(self, dim, num_heads, mlp_dim, qkv_bias, dropout, attention_dropout, drop_path):
+    def __init__(self, dim: int, init_value: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_value)))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + DropPath(g1 * MHSA(LN(x))), then x + DropPath(g2 * MLP(LN(x)));
+    g1, g2 are layer scales when layer_scale_init is set, else absent (factor 1)."""
+
+    def __init__(self, dim, num_heads, mlp_dim, qkv_bias, dropout, attention_dropout, drop_path,
+                 layer_scale_init: Optional[float] = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, qkv_bias, attention_dropout, dropout)
+        self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init is not None else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, mlp_dim, dropout)
+        self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init is not None else nn.Identity()
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
 
 class PatchEmbed(nn.Module):
@@ -108,7 +129,8 @@ class VisionTransformer(nn.Module):
     """
 
     def __init__(self, image_size=224, patch_size=16, input_channels=3, hidden_dim=768, num_layers=12, num_heads=12,
-                 mlp_dim=3072, dropout_rate=0.0, attention_dropout_rate=0.0, drop_path_rate=0.0, qkv_bias=True):
+                 mlp_dim=3072, dropout_rate=0.0, attention_dropout_rate=0.0, drop_path_rate=0.0, qkv_bias=True,
+                 layer_scale_init: Optional[float] = None, num_register_tokens: int = 0):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
@@ -116,14 +138,18 @@ class VisionTransformer(nn.Module):
         self.grid = image_size // patch_size
         self.patch_embed = PatchEmbed(patch_size, input_channels, hidden_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
+        # DINOv2's registers: extra learned tokens after the class token, without position embedding.
+        self.reg_token = nn.Parameter(torch.zeros(1, num_register_tokens, hidden_dim)) if num_register_tokens else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid ** 2 + 1, hidden_dim))
         self.pos_drop = nn.Dropout(dropout_rate)
         rates = torch.linspace(0, drop_path_rate, num_layers).tolist()
         self.blocks = nn.ModuleList(Block(hidden_dim, num_heads, mlp_dim, qkv_bias, dropout_rate,
-                                          attention_dropout_rate, rate) for rate in rates)
+                                          attention_dropout_rate, rate, layer_scale_init) for rate in rates)
         self.norm = nn.LayerNorm(hidden_dim, eps=1e-6)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=1e-6)  # DINOv2's and timm's start for registers
         self.apply(_init_weights)
 
     @classmethod
@@ -135,7 +161,7 @@ class VisionTransformer(nn.Module):
     # get_vit_param_depth: embeddings 0, block i i + 1, the final norm with the last block.
     def param_depth(self, name: str) -> int:
         top = name.split(".", 2)
-        if top[0] in ("patch_embed", "cls_token", "pos_embed"):
+        if top[0] in ("patch_embed", "cls_token", "reg_token", "pos_embed"):
             return 0
         if top[0] == "blocks":
             return int(top[1]) + 1
@@ -145,18 +171,14 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set:
         """Trunk-local names of the parameters DINO (and timm) never decay: the tokens."""
-        return {"cls_token", "pos_embed"}
+        return {"cls_token", "reg_token", "pos_embed"} if self.reg_token is not None else {"cls_token", "pos_embed"}
 
     def pos_embed_for(self, grid_h: int, grid_w: int) -> torch.Tensor:
         """Position embeddings for a grid_h x grid_w patch grid: the learned ones at the training
         grid, bicubically resized ones otherwise (the class token's unchanged)."""
         if (grid_h, grid_w) == (self.grid, self.grid):
             return self.pos_embed
-        cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
-        dim = patch_pos.shape[-1]
-        patch_pos = patch_pos.reshape(1, self.grid, self.grid, dim).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
-        return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim)], dim=1)
+        return resize_pos_embed(self.pos_embed, (self.grid, self.grid), (grid_h, grid_w))
 
     def forward(self, x):
         h, w = x.shape[-2:]
@@ -165,9 +187,28 @@ class VisionTransformer(nn.Module):
         tokens = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
         tokens = self.pos_drop(tokens + self.pos_embed_for(h // self.patch_size, w // self.patch_size))
+        if self.reg_token is not None:
+            tokens = torch.cat([tokens[:, :1], self.reg_token.expand(len(x), -1, -1), tokens[:, 1:]], dim=1)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)[:, 0]
+
+
+def grid_side(tokens: int) -> Optional[int]:
+    """The side g of a square grid of `tokens` = g * g patches, None when `tokens` is not a square."""
+    side = int(round(tokens ** 0.5))
+    return side if side * side == tokens else None
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, old_grid, new_grid) -> torch.Tensor:
+    """[1, 1 + h*w, D] position embeddings (class token first, then the h x w grid row-major) ->
+    [1, 1 + h'*w', D]: the grid resized bicubically (align_corners false), the class token's kept."""
+    (old_h, old_w), (new_h, new_w) = old_grid, new_grid
+    cls_pos, patch_pos = pos_embed[:, :1], pos_embed[:, 1:]
+    dim = patch_pos.shape[-1]
+    patch_pos = patch_pos.reshape(1, old_h, old_w, dim).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(patch_pos, size=(new_h, new_w), mode="bicubic", align_corners=False)
+    return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).reshape(1, new_h * new_w, dim)], dim=1)
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -189,4 +230,5 @@ def build_vit(trunk_cfg) -> VisionTransformer:
     return VisionTransformer.from_preset(
         vit_cfg.PRESET, **{k: v for k, v in chosen.items() if v is not None}, input_channels=vit_cfg.INPUT_CHANNELS,
         dropout_rate=vit_cfg.DROPOUT_RATE, attention_dropout_rate=vit_cfg.ATTENTION_DROPOUT_RATE,
-        drop_path_rate=vit_cfg.DROP_PATH_RATE, qkv_bias=vit_cfg.QKV_BIAS)
+        drop_path_rate=vit_cfg.DROP_PATH_RATE, qkv_bias=vit_cfg.QKV_BIAS, layer_scale_init=vit_cfg.LAYER_SCALE_INIT,
+        num_register_tokens=vit_cfg.NUM_REGISTER_TOKENS)
