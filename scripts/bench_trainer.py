@@ -8,6 +8,21 @@ Prints JSON: images/s of each (epochs after the first; best of --repeats, since 
 machine drifts by +-15% between runs), every sample, and the ratio of the bests. Repeats run in
 ABBA order: measured here, whichever loop runs first in a pair is 5-10% faster, so a fixed order
 (raw first) read as a 0.92x engine.
+
+Two more measurements of one training step (forward, backward, SGD step of trunk + heads on a fixed
+batch; the loss is the mean square of the heads' output, since what changes is the model's
+forward), for the digits ViT (dino_digits) and ViT-S/16 (dino_vits16_in1k) at float32:
+
+    python scripts/bench_trainer.py --compile [--backend inductor] [--device cuda]
+        MODEL.COMPILE: compiled / eager images per second (steps alternate ABAB after the
+        compiled model's warm-up, whose time is reported as compile seconds) and the relative
+        difference of the first step's loss;
+    python scripts/bench_trainer.py --activation-memory [--device cuda]
+        MODEL.ACTIVATION_CHECKPOINTING: activation memory and step time, checkpointed / plain,
+        also for ResNet-50. On CUDA the memory is the allocator's peak during forward + backward
+        above what the model and batch hold; on CPU it is the bytes of the distinct tensors the
+        autograd graph keeps for the backward (parameters excluded), plus, checkpointed, each
+        unit's input, which torch.utils.checkpoint keeps instead.
 """
 
 import argparse
@@ -59,13 +74,154 @@ def raw_loop(cfg, device, epochs):
     return (len(images) // bs) * bs * (epochs - 1) / sum(seconds[1:])
 
 
+# (name, overrides, images per step on CPU, on CUDA). No stochastic depth: compiled code draws
+# other random numbers than eager, and the first losses are compared.
+NO_DROP_PATH = "MODEL.TRUNK.VISION_TRANSFORMERS.DROP_PATH_RATE=0.0"
+STEP_MODELS = [
+    ("digits_vit", ["config=pretrain/dino/dino_digits", NO_DROP_PATH], 256, 256),
+    ("vit_s16", ["config=pretrain/dino/dino_vits16_in1k", NO_DROP_PATH], 8, 64),
+]
+RESNET50 = ("resnet50", ["config=pretrain/simclr/simclr_resnet50_in1k", "MODEL.TRUNK.RESNETS.NORM=BatchNorm"], 8, 64)
+
+
+def step_setup(overrides, batch, device):
+    """(model, a fixed batch of the model's crop size) built from an experiment's MODEL section."""
+    from vissl_lite.models.trunks import input_channels
+
+    cfg, _ = resolve(compose([*overrides, "DATA.TRAIN.DATA_SOURCES=[synthetic]", "DATA.TEST.DATA_SOURCES=[synthetic]"]))
+    torch.manual_seed(0)
+    model = build_model(cfg.MODEL).to(device)
+    size = cfg.DATA.TRAIN.TRANSFORMS.CROP_SIZE
+    x = torch.rand(batch, input_channels(cfg.MODEL.TRUNK), size, size, generator=torch.Generator().manual_seed(1))
+    return model, x.to(device)
+
+
+def train_step(model, optimizer, x):
+    loss = model(x).float().pow(2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def timed_steps(model, optimizer, x, steps: int) -> float:
+    """Images per second over `steps` steps."""
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, optimizer, x)
+    sync()
+    return steps * len(x) / (time.perf_counter() - start)
+
+
+def compile_bench(device, backend: str, steps: int, repeats: int) -> dict:
+    import copy
+
+    from vissl_lite.engine.compile import compile_model
+
+    report = {}
+    for name, overrides, cpu_batch, cuda_batch in STEP_MODELS:
+        eager, x = step_setup(overrides, cuda_batch if device.type == "cuda" else cpu_batch, device)
+        compiled = copy.deepcopy(eager)
+        if not compile_model(compiled, backend, device):
+            report[name] = "backend unavailable (see the warning)"
+            continue
+        opt_e, opt_c = (torch.optim.SGD(m.parameters(), lr=1e-4) for m in (eager, compiled))
+        start = time.perf_counter()
+        first_c = train_step(compiled, opt_c, x).item()
+        train_step(compiled, opt_c, x)  # the step after the first may still specialise
+        compile_seconds = time.perf_counter() - start
+        first_e = train_step(eager, opt_e, x).item()
+        train_step(eager, opt_e, x)
+        samples = {"eager": [], "compiled": []}
+        for _ in range(repeats):  # alternating, so drift on a shared machine hits both
+            samples["eager"].append(timed_steps(eager, opt_e, x, steps))
+            samples["compiled"].append(timed_steps(compiled, opt_c, x, steps))
+        report[name] = {"batch": len(x), "compile_seconds": round(compile_seconds, 1),
+                        "eager_images_per_s": round(max(samples["eager"]), 1),
+                        "compiled_images_per_s": round(max(samples["compiled"]), 1),
+                        "compiled_over_eager": round(max(samples["compiled"]) / max(samples["eager"]), 3),
+                        "first_loss_rel_diff": abs(first_c - first_e) / abs(first_e)}
+    return report
+
+
+def activation_bytes(model, x, units) -> int:
+    """Bytes kept for the backward after a forward (see the module docstring)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        model(x).float().pow(2).mean().backward()
+        torch.cuda.synchronize()
+        model.zero_grad(set_to_none=True)
+        return torch.cuda.max_memory_allocated() - base
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    hooks = [u.register_forward_pre_hook(lambda m, args: pack(args[0])) for u in units]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x).float().pow(2).mean()
+    for h in hooks:
+        h.remove()
+    out.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(kept.values())
+
+
+def activation_memory_bench(device, steps: int) -> dict:
+    import copy
+
+    from vissl_lite.models.activation_checkpointing import checkpoint_units, enable_activation_checkpointing
+
+    report = {}
+    for name, overrides, cpu_batch, cuda_batch in [*STEP_MODELS, RESNET50]:
+        plain, x = step_setup(overrides, cuda_batch if device.type == "cuda" else cpu_batch, device)
+        checkpointed = copy.deepcopy(plain)
+        enable_activation_checkpointing(checkpointed.trunk)
+        memory = {"plain": activation_bytes(plain, x, []),
+                  "checkpointed": activation_bytes(checkpointed, x, checkpoint_units(checkpointed.trunk))}
+        speed = {}
+        for label, model in (("plain", plain), ("checkpointed", checkpointed)):
+            optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+            train_step(model, optimizer, x)
+            speed[label] = timed_steps(model, optimizer, x, steps)
+        report[name] = {"batch": len(x), "plain_MiB": round(memory["plain"] / 2**20, 1),
+                        "checkpointed_MiB": round(memory["checkpointed"] / 2**20, 1),
+                        "memory_ratio": round(memory["checkpointed"] / memory["plain"], 3),
+                        "step_time_ratio": round(speed["plain"] / speed["checkpointed"], 3)}
+    return report
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="compiled / eager step throughput (MODEL.COMPILE)")
+    parser.add_argument("--backend", default="inductor", help="with --compile: torch.compile's backend")
+    parser.add_argument("--activation-memory", action="store_true",
+                        help="activation memory, checkpointed / plain (MODEL.ACTIVATION_CHECKPOINTING)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per sample (--compile, --activation-memory)")
+    parser.add_argument("--device", default=None,
+                        help="cpu | cuda (--compile, --activation-memory); default: cuda if present")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.compile or args.activation_memory:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        report = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
+        if args.compile:
+            report.update(backend=args.backend, compile=compile_bench(device, args.backend, args.steps, args.repeats))
+        if args.activation_memory:
+            report["activation_checkpointing"] = activation_memory_bench(device, args.steps)
+        print(json.dumps(report, indent=2))
+        return
     # A constant LR: the hand-written loop has no schedule, and different LR trajectories train
     # into different numbers (denormals on a CPU cost time), which is not what is measured here.
     overrides = ["DATA.TRAIN.DATA_SOURCES=[synthetic]", "DATA.TRAIN.NUM_SAMPLES_SYNTHETIC=4096",

@@ -1,15 +1,22 @@
-"""The only module that talks to torch.distributed.
+"""Processes, collectives and sharded tensors: the ground floor every layer may use.
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them the run is one process and every
-function here is a no-op.
+function here is a no-op. Sharded tensors (DTensors, under DISTRIBUTED.STRATEGY=fsdp) are read
+through `local`, `full_tensor` and `global_norms`; how a model is sharded is
+engine/strategy.py's, how sharded checkpoints are written engine/checkpoint.py's.
 """
 
+import copy
 import datetime
 import os
+import weakref
 from dataclasses import dataclass
+from typing import Callable, List
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.distributed.tensor import DTensor, Shard
 
 
 @dataclass
@@ -28,9 +35,13 @@ class DistEnv:
 
 
 def init_distributed(dist_cfg, device_type: str) -> DistEnv:
+    """The process group under torchrun. fsdp needs one even for a single torchrun process
+    (its parameters are DTensors on a device mesh); plain `python run.py` runs without."""
     env = DistEnv(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
                   int(os.environ.get("WORLD_SIZE", 1)))
-    if env.active and not dist.is_initialized():
+    under_torchrun = "RANK" in os.environ and "MASTER_ADDR" in os.environ
+    wants_group = env.active or (dist_cfg.STRATEGY == "fsdp" and under_torchrun)
+    if wants_group and not dist.is_initialized():
         backend = dist_cfg.BACKEND or ("nccl" if device_type == "cuda" else "gloo")
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=dist_cfg.TIMEOUT_MINUTES))
     return env
@@ -137,3 +148,85 @@ def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
 def current_world_size() -> int:
     """The number of processes under torchrun, 1 otherwise."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@torch.no_grad()
+def all_gather_stacked(env: DistEnv, x: torch.Tensor) -> torch.Tensor:
+    """[world_size, *x.shape]: every rank's `x` (the same shape everywhere), in rank order."""
+    if not env.active:
+        return x.unsqueeze(0)
+    out = x.new_empty((env.world_size, *x.shape))
+    dist.all_gather(list(out.unbind(0)), x.contiguous())
+    return out
+
+
+def sum_over_ranks(env: DistEnv, value: float) -> float:
+    return _sum_over_ranks(value) if env.active else value
+
+
+@torch.no_grad()
+def broadcast_buffers(env: DistEnv, module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics) on every rank, as DDP broadcasts them before a forward."""
+    if env.active:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+# ----------------------------------------------------------------------------- sharded tensors
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This process's part of a sharded tensor (a DTensor under fsdp); a plain tensor itself."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The whole of a sharded tensor on every process (a collective); a plain tensor itself."""
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def sum_over_shards(tensors: List[torch.Tensor], local_sums: torch.Tensor) -> torch.Tensor:
+    """Whole-tensor sums from per-shard ones. `local_sums[..., i]` is an additive quantity (a
+    squared norm) of the local part of tensors[i]; a DTensor's entry becomes the sum over the
+    processes holding its shards (one all-reduce for all of them), a plain tensor's (a replica)
+    stays as it is. Sharding on a one-dimensional mesh (fully_shard's) is what is supported."""
+    sharded = [isinstance(t, DTensor) for t in tensors]
+    if not any(sharded):
+        return local_sums
+    meshes = {t.device_mesh for t in tensors if isinstance(t, DTensor)}
+    for t in tensors:
+        if isinstance(t, DTensor) and (t.device_mesh.ndim != 1 or not isinstance(t.placements[0], Shard)):
+            raise ValueError(f"global norms need tensors sharded on a one-dimensional mesh (fully_shard's); "
+                             f"got placements {t.placements} on a {t.device_mesh.ndim}-D mesh")
+    if len(meshes) != 1:
+        raise ValueError(f"global norms need every sharded tensor on one device mesh; got {len(meshes)}")
+    mask = torch.tensor(sharded, device=local_sums.device)
+    summed = torch.where(mask, local_sums, torch.zeros_like(local_sums))
+    dist.all_reduce(summed, group=meshes.pop().get_group())
+    return torch.where(mask, summed, local_sums)
+
+
+def global_norms(tensors: List[torch.Tensor], local_norms: torch.Tensor) -> torch.Tensor:
+    """||t|| of every whole tensor from the norms of its local parts (local_norms[..., i] for
+    tensors[i]): sqrt(sum over shards of ||shard||^2) for a DTensor, the norm itself for a plain
+    tensor (bitwise unchanged)."""
+    if not any(isinstance(t, DTensor) for t in tensors):
+        return local_norms
+    return sum_over_shards(tensors, local_norms.square()).sqrt()
+
+
+# ----------------------------------------------------------------------------- copies of modules
+
+# Sharded modules cannot be deep-copied (FSDP refuses); the strategy that shards a module
+# registers here how to make a sharded copy of it (an EMA teacher, a key encoder).
+_COPIERS: "weakref.WeakKeyDictionary[nn.Module, Callable[[nn.Module], nn.Module]]" = weakref.WeakKeyDictionary()
+
+
+def register_copier(module: nn.Module, copier: Callable[[nn.Module], nn.Module]) -> None:
+    _COPIERS[module] = copier
+
+
+def copy_module(module: nn.Module) -> nn.Module:
+    """An independent copy of `module` with its current weights and buffers, sharded as it is."""
+    copier = _COPIERS.get(module)
+    return copier(module) if copier is not None else copy.deepcopy(module)

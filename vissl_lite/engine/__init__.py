@@ -1,4 +1,6 @@
-"""Engines by engine_name: train (the training loop) and explain (inspect, don't train)."""
+"""Engines by engine_name: train (the training loop), explain (inspect, don't train),
+extract_features (write a trunk's features for downstream code) and augmentations (write the
+training views of a few images)."""
 
 
 def run_engine(cfg, inferred, run_dir: str, on_lock=None):
@@ -10,6 +12,14 @@ def run_engine(cfg, inferred, run_dir: str, on_lock=None):
         if on_lock is not None:
             on_lock()
         return explain(cfg, inferred, run_dir)
+    if cfg.engine_name == "augmentations":
+        from .augmentations import augmentations
+
+        return augmentations(cfg, run_dir, on_lock)
+    if cfg.engine_name == "extract_features":
+        from .extract_features import extract_features
+
+        return extract_features(cfg, inferred, run_dir)  # in a training run's directory: its .hydra/ kept
     from .train import train
 
     return train(cfg, inferred, run_dir, on_lock)

@@ -1,6 +1,7 @@
 """An online linear probe (as solo-learn has): a linear classifier trained during pretraining on
 detached trunk features of the first view, with its own optimizer and schedule, so the
-pretraining loss never sees it. Its test top-1 is logged as `online_linear_top1`."""
+pretraining loss never sees it. Its test top-1 is logged as `online_linear_top1`; under torchrun
+each rank scores its share of the TEST features gathered by the evaluation (evaluation.py)."""
 
 import torch
 import torch.nn.functional as F
@@ -20,5 +21,6 @@ class OnlineLinearProbe(nn.Module):
         return F.cross_entropy(logits, labels)
 
     @torch.no_grad()
-    def top1(self, features: torch.Tensor, labels: torch.Tensor) -> float:
-        return (self(features).argmax(1) == labels).float().mean().item()
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """The class with the largest logit, per row."""
+        return self(features).argmax(1)

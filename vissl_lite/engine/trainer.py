@@ -18,30 +18,23 @@ import torch
 from omegaconf import OmegaConf
 
 from .. import distributed
-from ..data import SSLAugment, build_split, index_batches, micro_batches_per_epoch
+from ..data import SSLAugment, build_split, crop_plan, index_batches, micro_batches_per_epoch
 from ..errors import ConfigError, TrainingError
 from ..models import build_model
+from ..models.activation_checkpointing import enable_activation_checkpointing
 from ..models.trunks import input_channels
-from ..optim.build_wrapper import build_optim_wrapper
+from ..optim.build_wrapper import build_optim_wrapper, wrapper_options
 from ..optim.wrapper import OptimWrapperDict
 from . import checkpoint as ckpt
-from .evaluation import evaluate_knn, evaluate_top1, split_features
+from .compile import FirstStepTimer, compile_model
+from .evaluation import evaluate_knn, evaluate_top1, split_features, top1_over_ranks
 from .method import build_method
 from .metrics import MetricsWriter
 from .online_probe import OnlineLinearProbe
-from .restore import init_weights, resume
+from .restore import freeze_trunk_epochs, init_weights, resume
+from .strategy import build_strategy
 
 log = logging.getLogger("vissl_lite")
-
-
-def wrapper_options(model_cfg) -> dict:
-    """MODEL.AMP_PARAMS and MODEL.GRAD_CLIP (VISSL's keys) as the wrapper's MMEngine arguments."""
-    amp, clip = model_cfg.AMP_PARAMS, model_cfg.GRAD_CLIP
-    return {
-        "amp": {"dtype": amp.AMP_DTYPE, "loss_scale": "dynamic" if amp.LOSS_SCALE is None else amp.LOSS_SCALE}
-        if amp.USE_AMP else None,
-        "clip_grad": {"max_norm": clip.MAX_NORM, "norm_type": clip.NORM_TYPE} if clip.USE_GRAD_CLIP else None,
-    }
 
 
 class Trainer:
@@ -56,7 +49,7 @@ class Trainer:
         if env.is_main:
             self._write_run_header()
         channels = input_channels(cfg.MODEL.TRUNK)
-        self.train_split = build_split(cfg.DATA.TRAIN, "TRAIN", channels)
+        self.train_split = build_split(cfg.DATA.TRAIN, "TRAIN", channels, eval_transforms=cfg.DATA.TEST.TRANSFORMS)
         if self.train_split.images is not None:
             self.train_split.images = self.train_split.images.to(device)
             self.train_split.labels = self.train_split.labels.to(device)
@@ -69,7 +62,10 @@ class Trainer:
         self.total_steps = cfg.OPTIMIZER.num_epochs * self.steps_per_epoch
 
         self._build_model_and_wrappers()
-        self.method = build_method(cfg, SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, channels))
+        self.method = build_method(cfg, self.model, env, self.steps_per_epoch,
+                                   SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, channels))
+        t = cfg.DATA.TRAIN.TRANSFORMS  # image files: the method's views are cut at decode time
+        self.train_split.use_views(crop_plan(self.method, t), t.HFLIP_P, cfg.SEED_VALUE, env.rank, t.INTERPOLATION)
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg.SEED_VALUE * 1000 + env.rank)
         self.folder = ckpt.checkpoint_folder(cfg.CHECKPOINT, self.run_dir)
         self.step = 0
@@ -81,13 +77,19 @@ class Trainer:
                 log.info("training is already complete in %s (step %d of %d): evaluating only; "
                          "CHECKPOINT.AUTO_RESUME=false or another hydra.run.dir trains afresh",
                          self.folder, self.step, self.total_steps)
-        self.method.start(self.model, self.step, self.steps_per_epoch)
+        self.method.set_step(self.step)
+        # Compiled after the method copied the model (an EMA teacher stays eager, it runs without grad).
+        self.compile_timer = (FirstStepTimer(cfg.MODEL.COMPILE_BACKEND) if cfg.MODEL.COMPILE and
+                              compile_model(self.model, cfg.MODEL.COMPILE_BACKEND, device) else None)
         self._distribute()
         hooks = cfg.HOOKS
         self.metrics = (MetricsWriter(self.run_dir, hooks.TENSORBOARD_SETUP.USE_TENSORBOARD, self.step)
                         if env.is_main else None)
         needs_test = hooks.KNN_MONITOR.ENABLED or self.probe is not None or cfg.LOSS.name == "cross_entropy"
         self.test_split = build_split(cfg.DATA.TEST, "TEST", channels) if needs_test else None
+        if needs_test:  # the kNN monitor, the online probe and supervised runs read both splits' labels
+            self.train_split.require_labels()
+            self.test_split.require_labels()
         # Device-side accumulators, read at log steps only (no host sync per step).
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
@@ -110,32 +112,38 @@ class Trainer:
         model = build_model(cfg.MODEL)
         if cfg.MODEL.WEIGHTS_INIT.PARAMS_FILE:
             init_weights(model, cfg.MODEL.WEIGHTS_INIT)
+        if cfg.MODEL.ACTIVATION_CHECKPOINTING:  # before any sharding wraps the units
+            enable_activation_checkpointing(model.trunk)
         model = convert_sync_bn(model, cfg.MODEL, device, self.env).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        # Sharded (fsdp) before the optimizer is built: it steps the sharded parameters.
+        self.strategy = build_strategy(cfg, self.env, device)
+        self.model = model = self.strategy.shard(model)
         options = dict(wrapper_options(cfg.MODEL), device_type=device.type)
         wrappers = {"model": build_optim_wrapper(cfg.OPTIMIZER, model, self.steps_per_epoch,
                                                  non_trainable_params=cfg.MODEL.NON_TRAINABLE_PARAMS,
-                                                 temp_frozen_params=cfg.MODEL.TEMP_FROZEN_PARAMS_ITER_MAP, **options)}
+                                                 temp_frozen_params=cfg.MODEL.TEMP_FROZEN_PARAMS_ITER_MAP,
+                                                 schedules=self.inferred.schedules.get("OPTIMIZER"), **options)}
+        # the loaded trunk holds still while the heads warm up (run_epoch: eval mode too)
+        freeze_trunk_epochs(wrappers["model"], model.trunk, cfg.MODEL.WEIGHTS_INIT, self.steps_per_epoch)
         probe_cfg = cfg.HOOKS.ONLINE_LINEAR_PROBE
         self.probe = None
         if probe_cfg.ENABLED:
             self.probe = OnlineLinearProbe(model.trunk.out_dim, probe_cfg.NUM_CLASSES).to(device)
             wrappers["online_linear_probe"] = build_optim_wrapper(
                 probe_cfg.OPTIMIZER, self.probe, self.steps_per_epoch, device_type=device.type,
-                prefix="HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER")
+                prefix="HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER",
+                schedules=self.inferred.schedules.get("HOOKS.ONLINE_LINEAR_PROBE.OPTIMIZER"))
         self.wrappers = OptimWrapperDict(**wrappers)
 
     def _distribute(self) -> None:
         self.ddp_model, self.ddp_probe = self.model, self.probe
         if not self.env.active:
             return
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if self.probe is not None:  # its own DDP: its gradients are averaged like the model's
-            self.ddp_probe = torch.nn.parallel.DistributedDataParallel(self.probe, device_ids=ids)
-        self.method.distribute(distributed.gather_with_grad, distributed.all_reduce_with_grad)
+        self.ddp_model = self.strategy.wrap_model(self.model)
+        if self.probe is not None:  # its own DDP (under either strategy): gradients averaged like the model's
+            self.ddp_probe = self.strategy.wrap_replica(self.probe)
 
     # ----------------------------------------------------------------- the loop
 
@@ -162,6 +170,8 @@ class Trainer:
 
         cfg, env, hooks = self.cfg, self.env, self.cfg.HOOKS
         self.ddp_model.train()
+        if epoch < cfg.MODEL.WEIGHTS_INIT.FREEZE_TRUNK_EPOCHS:
+            self.model.trunk.eval()  # frozen: BatchNorm statistics kept, no dropout or drop path
         done = self.step - epoch * self.steps_per_epoch
         batches = index_batches(self.train_split.num_samples, self.bs, epoch, cfg.SEED_VALUE, env.rank,
                                 env.world_size, shuffle=True, drop_last=cfg.DATA.TRAIN.DROP_LAST)
@@ -170,11 +180,15 @@ class Trainer:
                         unit="step", disable=not (env.is_main and hooks.PROGRESS_BAR), leave=False, dynamic_ncols=True)
         self.window_start, self.window_images, self.window_steps = time.perf_counter(), 0, 0
         micro_batches = []
-        for images, labels in self.train_split.batches(batches, self.device):
+        for images, labels in self.train_split.train_batches(batches, epoch, self.device):
             micro_batches.append((images, labels))
             if len(micro_batches) < self.accum:
                 continue
+            if self.compile_timer is not None:
+                self.compile_timer.before_step()
             self.optimizer_step(micro_batches)
+            if self.compile_timer is not None:
+                self.compile_timer = self.compile_timer.after_step()
             micro_batches = []
             self.bar.update(1)
             at_log = self.step % hooks.LOG_FREQUENCY == 0 or self.step == self.total_steps
@@ -252,17 +266,18 @@ class Trainer:
 
     def end_of_epoch(self, epoch: int) -> None:
         cfg, hooks = self.cfg, self.cfg.HOOKS
-        split = self.train_split
-        if split.skipped:
-            log.warning("skipped %d unreadable images so far", split.skipped)
-            if split.skipped >= split.num_samples:
-                raise ConfigError("DATA.TRAIN.DATA_PATHS", list(cfg.DATA.TRAIN.DATA_PATHS),
-                                  "a folder with readable images", "every image failed to decode")
+        if self.train_split.files is not None:  # image files: unreadable ones met this epoch, all ranks
+            unreadable = int(distributed.sum_over_ranks(self.env, self.train_split.end_epoch()))
+            if unreadable:
+                log.warning("epoch %d: %d unreadable images skipped (the next readable file took each one's place)",
+                            epoch + 1, unreadable)
+            if self.metrics is not None:
+                self.metrics.write(self.step, {"epoch": epoch + 1, "unreadable_images": unreadable})
         last = epoch + 1 == cfg.OPTIMIZER.num_epochs
         knn_due = hooks.KNN_MONITOR.ENABLED and ((epoch + 1) % hooks.KNN_MONITOR.EVAL_PERIOD_EPOCHS == 0 or last)
         probe_due = self.probe is not None and (
             (epoch + 1) % hooks.ONLINE_LINEAR_PROBE.EVAL_PERIOD_EPOCHS == 0 or last)
-        if self.env.is_main and (knn_due or probe_due):  # rank 0's BatchNorm statistics
+        if knn_due or probe_due:  # every rank evaluates its shard, on rank 0's BatchNorm statistics
             self.evaluate(epoch, knn_due, probe_due)
         if last:
             self.save(ckpt.FINAL)
@@ -270,15 +285,15 @@ class Trainer:
             self.save(ckpt.step_file(self.step))
 
     def evaluate(self, epoch: int, knn: bool, probe: bool) -> None:
-        queries = split_features(self.model, self.test_split, self.cfg, self.device)
+        queries = split_features(self.model, self.test_split, self.cfg, self.device, self.env)
         scalars = {"epoch": epoch + 1}
         if knn:
             scalars["knn_top1"] = evaluate_knn(self.model, self.train_split, self.test_split, self.cfg, self.device,
-                                               queries)
+                                               self.env, queries)
             log.info("epoch %d: kNN top-1 %.2f%% (k=%d)", epoch + 1, 100 * scalars["knn_top1"],
                      self.cfg.HOOKS.KNN_MONITOR.K)
         if probe:
-            scalars["online_linear_top1"] = self.probe.top1(*queries)
+            scalars["online_linear_top1"] = top1_over_ranks(self.probe.predict, *queries, self.env)
             log.info("epoch %d: online linear probe top-1 %.2f%%", epoch + 1, 100 * scalars["online_linear_top1"])
         self.results.update({k: v for k, v in scalars.items() if k != "epoch"})
         if self.metrics is not None:
@@ -294,21 +309,32 @@ class Trainer:
                  "config": OmegaConf.to_yaml(self.cfg)}
         if self.probe is not None:
             state["online_linear_probe"] = self.probe.state_dict()
-        if self.env.is_main:
+        if self.strategy.sharded_checkpoints:  # every rank writes its shards
+            path = ckpt.save_sharded(self.folder, state, ckpt.sharded_name(name), self.cfg.CHECKPOINT.MAX_KEEP,
+                                     self.env)
+            if name == ckpt.FINAL:
+                state["model"] = self.strategy.full_state_dict(self.model)  # a collective
+        elif self.env.is_main:
             path = ckpt.save_checkpoint(self.folder, state, name, self.cfg.CHECKPOINT.MAX_KEEP)
+        if self.env.is_main:
             log.info("checkpoint: %s (step %d)", path, self.step)
+            if name == ckpt.FINAL:
+                log.info("trunk weights: %s", ckpt.save_trunk_weights(self.folder, state["model"], path.name))
         distributed.barrier(self.env)
 
     def finish(self) -> dict:
         cfg, env, results = self.cfg, self.env, self.results
-        if not self.preempted and self.step == self.total_steps and env.is_main:
+        if not self.preempted and self.step == self.total_steps:  # every rank evaluates its shard
             if cfg.LOSS.name == "cross_entropy":
-                results["test_top1"] = evaluate_top1(self.model, self.test_split, cfg, self.device)
+                results["test_top1"] = evaluate_top1(self.model, self.test_split, cfg, self.device, env)
                 log.info("test top-1 %.2f%%", 100 * results["test_top1"])
                 if self.metrics is not None:
                     self.metrics.write(self.step, {"test_top1": results["test_top1"]})
             if "knn_top1" not in results and cfg.HOOKS.KNN_MONITOR.ENABLED:  # resumed after the last epoch
-                results["knn_top1"] = evaluate_knn(self.model, self.train_split, self.test_split, cfg, self.device)
+                results["knn_top1"] = evaluate_knn(self.model, self.train_split, self.test_split, cfg, self.device, env)
+        for split in (self.train_split, self.test_split):
+            if split is not None:
+                split.close()  # the image-file workers
         results.update(train_seconds=time.perf_counter() - self.start_time, steps=self.step, preempted=self.preempted,
                        run_dir=str(self.run_dir), epoch_seconds=self.epoch_seconds,
                        images_per_epoch=self.steps_per_epoch * self.accum * self.bs * env.world_size)
