@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 from vissl_lite.config.load import compose, resolve
@@ -337,3 +338,18 @@ def yaml_of(result):
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(OmegaConf.create(result.text))
+
+
+def test_disk_filelist_sources_and_label_paths_carry_over(tmp_path):
+    """VISSL's disk_filelist (a .npy of paths, labels in LABEL_PATHS) is a vissl_lite source too."""
+    text = (FIXTURES / "simclr_8node.yaml").read_text()
+    assert "      DATA_SOURCES: [disk_folder]\n" in text
+    vissl = tmp_path / "filelist.yaml"
+    vissl.write_text(text.replace("      DATA_SOURCES: [disk_folder]\n",
+                                  "      DATA_SOURCES: [disk_filelist]\n      DATA_PATHS: [/data/train_images.npy]\n"
+                                  "      LABEL_PATHS: [/data/train_labels.npy]\n", 1))
+    result = convert([str(vissl)])
+    assert result.text is not None, result.report.format(result.numbers)
+    train = yaml.safe_load(result.text)["DATA"]["TRAIN"]
+    assert train["DATA_SOURCES"] == ["disk_filelist"]
+    assert train["DATA_PATHS"] == ["/data/train_images.npy"] and train["LABEL_PATHS"] == ["/data/train_labels.npy"]

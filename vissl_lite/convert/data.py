@@ -7,8 +7,8 @@ from .report import Difference
 from .rules import Conversion
 from .transforms import Unsupported, eval_transforms, train_transforms
 
-# vissl_lite's data sources; VISSL's disk_filelist, torchvision_dataset, ... have no counterpart.
-SOURCES = ("disk_folder", "synthetic")
+# vissl_lite's data sources that VISSL also names; torchvision_dataset, ... have no counterpart.
+SOURCES = ("disk_folder", "disk_filelist", "synthetic")
 # Collators that only assemble the views the method asks for (vissl_lite's method makes them).
 VIEW_COLLATORS = ("default_collate", "simclr_collator", "multicrop_collator", "moco_collator")
 

@@ -92,6 +92,7 @@ class Trainer:
             self.test_split.require_labels()
         # Device-side accumulators, read at log steps only (no host sync per step).
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.window_steps = 0
         self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         self.first_bad_loss = torch.zeros((), dtype=torch.float64, device=device)
 
@@ -178,7 +179,9 @@ class Trainer:
         batches = batches[done * self.accum: self.steps_per_epoch * self.accum]  # the next unseen batch onwards
         self.bar = tqdm(total=self.steps_per_epoch, initial=done, desc=f"epoch {epoch + 1}/{cfg.OPTIMIZER.num_epochs}",
                         unit="step", disable=not (env.is_main and hooks.PROGRESS_BAR), leave=False, dynamic_ncols=True)
-        self.window_start, self.window_images, self.window_steps = time.perf_counter(), 0, 0
+        # The loss window may span the epoch boundary (loss_sum and window_steps carry over); the
+        # throughput window restarts so that end-of-epoch evaluation is not counted as training.
+        self.window_start, self.window_images = time.perf_counter(), 0
         micro_batches = []
         for images, labels in self.train_split.train_batches(batches, epoch, self.device):
             micro_batches.append((images, labels))
