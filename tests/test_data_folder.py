@@ -397,3 +397,40 @@ def test_write_digits_renders_sizes_and_aspects_in_range():
     assert aspect.min() < 0.8 and aspect.max() > 1.25 and 0.59 <= aspect.min() and aspect.max() <= 1.62
     assert {ext for ext, _, _ in FORMATS} == {"png", "jpg", "bmp", "gif", "webp", "tif"}
     assert {mode for _, mode, _ in FORMATS} == {"RGB", "L", "RGBA", "P"}
+
+
+def test_main_process_threads_leave_the_workers_their_cores():
+    from vissl_lite.data.loader import main_process_threads
+
+    # (current threads, usable cores, workers) -> threads, by hand: min(current, cores - workers), >= 1
+    assert main_process_threads(2, 2, 2) == 1
+    assert main_process_threads(8, 16, 8) == 8
+    assert main_process_threads(4, 16, 0) == 4  # no workers: unchanged
+    assert main_process_threads(16, 16, 2) == 14
+
+
+def test_decode_cache_gives_the_same_views_and_rereads_an_edited_file(tmp_path, monkeypatch):
+    from vissl_lite.data import decode as decode_module
+
+    rng = np.random.RandomState(0)
+    path = tmp_path / "a.jpg"
+    save(path, rng.randint(0, 256, (96, 128, 3), dtype=np.uint8), quality=95)
+    small = lambda w, h: ([(0, 0, w, h)], [8])  # drafted: the output is 12x smaller than the image
+    whole = lambda w, h: ([(10, 5, 80, 60)], [64])  # not drafted: cached at full resolution
+
+    def views(plan, cache_bytes):
+        monkeypatch.setattr(decode_module, "CACHE_BYTES", cache_bytes)
+        monkeypatch.setattr(decode_module, "_decoded", {})
+        monkeypatch.setattr(decode_module, "_decoded_bytes", [0])
+        return [decode_module.decode(str(path), 3, p, Image.BILINEAR) for p in plan]
+
+    uncached = views([whole, small, whole], 0)
+    cached = views([whole, small, whole], 64 << 20)
+    for a, b in zip(uncached, cached):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len(decode_module._decoded) == 1
+    # The file is rewritten (new size and mtime): its new pixels are read, not the cached ones.
+    save(path, np.zeros((96, 128, 3), dtype=np.uint8), quality=95)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 1_000_000))
+    again = decode_module.decode(str(path), 3, whole, Image.BILINEAR)
+    assert int(again[0].max()) <= 2 and not np.array_equal(again[0], cached[2][0])

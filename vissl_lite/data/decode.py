@@ -3,6 +3,7 @@
 open (decompression bombs refused) -> the size after EXIF orientation -> the views' boxes ->
 JPEG draft (DCT scaling) by the largest power of two that keeps every box at least its output
 size -> decode -> EXIF orientation -> mode conversion -> per view: crop, antialiased resize, flip.
+A full-resolution decode is kept per process (CACHE_BYTES) and reused by later epochs.
 
 Mode conversion to the trunk's channels (RGB or L):
   - transparency (RGBA, LA, PA, P or L with a transparent colour, ...) is composited over white,
@@ -15,6 +16,7 @@ Mode conversion to the trunk's channels (RGB or L):
 """
 
 import math
+import os
 import struct
 import warnings
 from typing import Callable, List, Sequence, Tuple
@@ -57,22 +59,58 @@ def draft_factor(boxes: Sequence, sizes: Sequence[int]) -> float:
     return min(min(_corners(b)[2:]) / s for b, s in zip(boxes, sizes))
 
 
+# Decoded full images kept per process (each DataLoader worker has its own), so that a folder of
+# small images is opened, decoded and converted once per worker instead of once per epoch: for
+# write_digits' images that was half of a worker's time per image. Only what does not depend on
+# the epoch's boxes is kept: the full-resolution image (never a JPEG decoded smaller by `draft`),
+# keyed by the file's (path, channels, mtime, size), so an edited file is read again. Filled until
+# CACHE_BYTES, then no more is added (with random access an LRU would not hit more often).
+CACHE_BYTES = 64 << 20
+_decoded = {}  # (path, channels, mtime_ns, size) -> (image, width, height, is_jpeg)
+_decoded_bytes = [0]
+
+
+def _cache_key(path: str, channels: int) -> Tuple:
+    stat = os.stat(path)
+    return path, channels, stat.st_mtime_ns, stat.st_size
+
+
 def decode(path: str, channels: int, plan: Callable[[int, int], Tuple[List[Box], List[int]]],
            resample: int) -> List[np.ndarray]:
     """The views of one file: `plan(width, height)` gives their boxes (in pixels of the oriented
     full image) and output sides. Raises one of UNREADABLE for a broken file."""
+    key = _cache_key(path, channels)
+    if key in _decoded:
+        shown, width, height, is_jpeg = _decoded[key]
+        boxes, sizes = plan(width, height)
+        if not (is_jpeg and draft_factor(boxes, sizes) >= 2):
+            return [cut(shown, box, size, width, height, resample) for box, size in zip(boxes, sizes)]
+        return _decode_file(path, channels, boxes, sizes, resample, key)[0]
+    return _decode_file(path, channels, plan, None, resample, key)[0]
+
+
+def _decode_file(path: str, channels: int, plan, sizes, resample: int, key: Tuple):
+    """decode() from the file; `plan` is the boxes themselves when `sizes` is given. Keeps the
+    full-resolution image in the cache while it has room."""
     with open_image(path) as img:
         width, height, orientation = oriented_size(img)
-        boxes, sizes = plan(width, height)
+        boxes, sizes = (plan, sizes) if sizes is not None else plan(width, height)
         reduce = draft_factor(boxes, sizes)
-        if img.format == "JPEG":
+        is_jpeg = img.format == "JPEG"
+        if is_jpeg:
             target = ("L" if channels == 1 else "RGB") if img.mode == "RGB" else img.mode
             raw_w, raw_h = img.size
             img.draft(target, (math.ceil(raw_w / reduce), math.ceil(raw_h / reduce)) if reduce >= 2 else None)
         img.load()
         shown = to_channels(ImageOps.exif_transpose(img) if orientation != 1 else img, channels)
         # inside the `with`: closing the file frees the pixels of `img` (and of `shown` if it is `img`)
-        return [cut(shown, box, size, width, height, resample) for box, size in zip(boxes, sizes)]
+        views = [cut(shown, box, size, width, height, resample) for box, size in zip(boxes, sizes)]
+        nbytes = width * height * len(shown.getbands())
+        if not (is_jpeg and reduce >= 2) and shown.size == (width, height) and \
+                _decoded_bytes[0] + nbytes <= CACHE_BYTES:
+            _decoded[key] = (shown.copy() if shown is img else shown, width, height, is_jpeg)
+            _decoded_bytes[0] += nbytes
+        return views, (width, height)
 
 
 def cut(img: Image.Image, box, size: int, width: int, height: int, resample: int) -> np.ndarray:
