@@ -189,6 +189,24 @@ def test_every_shipped_recipe_explains_without_its_data(capsys):
         api.explain(api.compose(["config=pretrain/simclr/simclr_resnet50_in1k", "DATA.TRAIN.NUM_SAMPLES=null"]))
 
 
+def test_a_continue_recipe_explains_before_its_weights_file_is_named():
+    """dinov2_vits14_continue freezes the loaded trunk for 2 epochs: explain previews the freeze
+    without MODEL.WEIGHTS_INIT.PARAMS_FILE; training refuses it."""
+    from vissl_lite import api
+
+    report = api.explain(api.compose(["config=pretrain/dino/dinov2_vits14_continue"]))
+    steps_per_epoch = report["steps_per_epoch"]
+    assert steps_per_epoch == 1_281_167 // (64 * 16)  # 64 per process, the recipe's 2 x 8 preview
+    assert report["total_steps"] == 30 * steps_per_epoch
+    from omegaconf import OmegaConf
+
+    from vissl_lite.engine.restore import freeze_trunk_epochs
+
+    weights = OmegaConf.create({"FREEZE_TRUNK_EPOCHS": 2, "PARAMS_FILE": ""})
+    with pytest.raises(ConfigError, match=r"^MODEL\.WEIGHTS_INIT\.FREEZE_TRUNK_EPOCHS: got 2"):
+        freeze_trunk_epochs(None, None, weights, steps_per_epoch=10)  # training: a file is required
+
+
 def test_the_converters_preview_runs_before_the_data_is_there(tmp_path, cli_in_process):
     """vissl-lite-convert's printed preview command, on a VISSL ImageNet recipe, with no data."""
     from vissl_lite.convert.converter import convert, preview_command
