@@ -105,3 +105,31 @@ def cli_in_process(tmp_path, monkeypatch):
         handler.close()
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+class SigtermAt:
+    """The SimCLR loss, plus a SIGTERM to this process at call number `at` (preemption)."""
+
+    def __init__(self, at=None):
+        from vissl_lite.losses import SimCLRInfoNCELoss
+
+        self.calls, self.at, self.loss = 0, at, SimCLRInfoNCELoss(0.5)
+
+    def __call__(self, embeddings, labels):
+        import signal
+
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.loss(embeddings, labels)
+
+
+@pytest.fixture
+def sigterm_loss():
+    """LOSS.name=test_sigterm is whatever loss the test puts in the returned holder["loss"]."""
+    from vissl_lite.losses import LOSSES, register_loss
+
+    holder = {}
+    register_loss("test_sigterm")(lambda cfg: holder["loss"])
+    yield holder
+    del LOSSES["test_sigterm"]

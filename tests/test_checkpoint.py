@@ -10,11 +10,10 @@ import time
 import pytest
 import torch
 
-from conftest import finish, sigkill_after_steps, start_cli
+from conftest import SigtermAt, finish, sigkill_after_steps, start_cli
 from vissl_lite.config.load import compose, resolve
 from vissl_lite.engine import checkpoint as ckpt
 from vissl_lite.engine.train import train
-from vissl_lite.losses import LOSSES, SimCLRInfoNCELoss, register_loss
 
 TINY = [
     "OPTIMIZER.num_epochs=2",  # 256 images / 32 = 8 optimizer steps per epoch, 16 in all
@@ -27,27 +26,6 @@ TINY = [
     "HOOKS.KNN_MONITOR.ENABLED=false",
     "CHECKPOINT.CHECKPOINT_FREQUENCY=1",  # every epoch (the digits experiment writes every 10)
 ]
-
-
-class SigtermAt:
-    """The SimCLR loss, plus a SIGTERM to this process at call number `at` (preemption)."""
-
-    def __init__(self, at=None):
-        self.calls, self.at, self.loss = 0, at, SimCLRInfoNCELoss(0.5)
-
-    def __call__(self, embeddings, labels):
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return self.loss(embeddings, labels)
-
-
-@pytest.fixture
-def sigterm_loss():
-    holder = {}
-    register_loss("test_sigterm")(lambda cfg: holder["loss"])
-    yield holder
-    del LOSSES["test_sigterm"]
 
 
 def run(run_dir, *overrides):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import SigtermAt
 from vissl_lite.data.crops import ViewSpec
 from vissl_lite.data.decode import draft_factor
 from vissl_lite.data.files import file_list, image_folder, manifest
@@ -242,7 +243,7 @@ def test_a_split_of_broken_files_stops_with_one_line(tmp_path):
     from omegaconf import OmegaConf
 
     from vissl_lite.config.schema import DataSplitConfig
-    from vissl_lite.data import build_split, crop_plan
+    from vissl_lite.data import build_split
 
     broken_files(tmp_path / "img" / "a")
     cfg = OmegaConf.structured(DataSplitConfig(DATA_SOURCES=["disk_folder"], DATA_PATHS=[str(tmp_path / "img")]))
@@ -293,45 +294,22 @@ FOLDER_RUN = ["DATA.TRAIN.DATA_SOURCES=[disk_folder]", "DATA.TEST.DATA_SOURCES=[
               "HOOKS.ONLINE_LINEAR_PROBE.ENABLED=false", "CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1", "OPTIMIZER.num_epochs=3"]
 
 
-class SigtermAt:
-    """SimCLR's loss, plus a SIGTERM to this process at call number `at` (a preemption)."""
-
-    def __init__(self, at=None):
-        from vissl_lite.losses import SimCLRInfoNCELoss
-
-        self.calls, self.at, self.loss = 0, at, SimCLRInfoNCELoss(0.5)
-
-    def __call__(self, embeddings, labels):
-        import signal
-
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return self.loss(embeddings, labels)
-
-
-def test_stopped_and_rerun_with_two_workers_is_bitwise_identical(tmp_path):
+def test_stopped_and_rerun_with_two_workers_is_bitwise_identical(tmp_path, sigterm_loss):
     """Stopped mid-epoch and rerun (new workers, resumed at the next unseen batch), a folder run
     with 2 workers ends as one that never stopped."""
     import json
 
     from vissl_lite.config.load import compose, resolve
     from vissl_lite.engine.train import train
-    from vissl_lite.losses import LOSSES, register_loss
 
     folder = small_folder(tmp_path / "img")  # 17 files, one unreadable: 4 steps of 4 per epoch, 12 in all
     args = [*FOLDER_RUN, f"DATA.TRAIN.DATA_PATHS=[{folder}]", f"DATA.TEST.DATA_PATHS=[{folder}]",
-            "LOSS.name=test_folder_sigterm"]
-    holder = {}
-    register_loss("test_folder_sigterm")(lambda cfg: holder["loss"])
-    try:
-        for run_dir, stop_at in (("straight", None), ("stopped", 6), ("stopped", None)):
-            holder["loss"] = SigtermAt(stop_at)
-            cfg, inferred = resolve(compose(args))
-            result = train(cfg, inferred, str(tmp_path / run_dir))
-            assert result["preempted"] == (stop_at is not None) and result["steps"] == (stop_at or 12)
-    finally:
-        del LOSSES["test_folder_sigterm"]
+            "LOSS.name=test_sigterm"]
+    for run_dir, stop_at in (("straight", None), ("stopped", 6), ("stopped", None)):
+        sigterm_loss["loss"] = SigtermAt(stop_at)
+        cfg, inferred = resolve(compose(args))
+        result = train(cfg, inferred, str(tmp_path / run_dir))
+        assert result["preempted"] == (stop_at is not None) and result["steps"] == (stop_at or 12)
     a, b = (torch.load(tmp_path / d / "checkpoints" / "model_final.torch", weights_only=True) for d in ("straight", "stopped"))
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
