@@ -165,11 +165,18 @@ def sum_over_ranks(env: DistEnv, value: float) -> float:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def broadcast_buffers(env: DistEnv, module: torch.nn.Module) -> None:
-    """Rank 0's buffers (BatchNorm statistics) on every rank, as DDP broadcasts them before a forward."""
-    if env.active:
-        for buffer in module.buffers():
-            dist.broadcast(buffer, src=0)
+    """Rank 0's buffers (BatchNorm statistics) on every rank, as DDP broadcasts them before a
+    forward: one broadcast per dtype of the buffers flattened in module order (the same on every rank)."""
+    if not env.active:
+        return
+    buffers = list(module.buffers())
+    for dtype in dict.fromkeys(b.dtype for b in buffers):
+        same = [b for b in buffers if b.dtype == dtype]
+        flat = torch.cat([b.reshape(-1) for b in same])
+        dist.broadcast(flat, src=0)
+        torch._foreach_copy_(same, [part.view_as(b) for part, b in zip(flat.split([b.numel() for b in same]), same)])
 
 
 # ----------------------------------------------------------------------------- sharded tensors

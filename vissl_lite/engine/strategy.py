@@ -78,7 +78,8 @@ class FSDPStrategy(DDPStrategy):
         self._fully_shard(model)
         distributed.register_copier(model, lambda m: self._sharded_copy(skeleton, m))
         if self.env.active and any(True for _ in model.buffers()):
-            model.register_forward_pre_hook(_broadcast_buffers_from_rank0)
+            # DDP's broadcast_buffers: each forward starts from rank 0's buffers (BatchNorm statistics)
+            model.register_forward_pre_hook(lambda module, _inputs: distributed.broadcast_buffers(self.env, module))
         return model
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
@@ -164,18 +165,6 @@ def _reshard_after_no_grad_forward(module: nn.Module, _inputs, _output) -> None:
         for m in module.modules():
             if isinstance(m, FSDPModule):
                 m.reshard()
-
-
-@torch.no_grad()
-def _broadcast_buffers_from_rank0(module: nn.Module, _inputs) -> None:
-    """DDP's broadcast_buffers: every process starts each forward with rank 0's buffers
-    (BatchNorm statistics), so evaluation on any rank sees the same model."""
-    buffers = list(module.buffers())
-    for dtype in dict.fromkeys(b.dtype for b in buffers):  # in module order: the same on every rank
-        same = [b for b in buffers if b.dtype == dtype]
-        flat = torch.cat([b.reshape(-1) for b in same])
-        dist.broadcast(flat, src=0)
-        torch._foreach_copy_(same, [part.view_as(b) for part, b in zip(flat.split([b.numel() for b in same]), same)])
 
 
 def build_strategy(cfg, env, device: torch.device) -> DDPStrategy:
