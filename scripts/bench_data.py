@@ -3,6 +3,7 @@
     python scripts/bench_data.py --make-photos 256 /tmp/photos      # JPEGs of ImageNet's size spread
     python scripts/bench_data.py --folder /tmp/photos --method dino [--workers 2] [--images 256]
     python scripts/bench_data.py --folder /tmp/photos --method simclr
+    python scripts/bench_data.py --folder /tmp/photos --train 4     # + training images/s, folder vs memory
 
 ours       vissl_lite: the DataLoader workers decode each file once (JPEG draft where every view keeps
            its resolution), cut every view's RandomResizedCrop box from the full image with one
@@ -20,6 +21,12 @@ Methods    dino: 2 x 224 (scale 0.4-1) + 10 x 96 (scale 0.05-0.4), bicubic, jitt
 CPU time is every process's: getrusage of this process (all its threads) plus its reaped
 children (the workers are joined before each reading). The last line is
 `bench_data <method>: X images per CPU-second (reference Y, ratio Z)`.
+
+--train K adds training images per second (wall) of pretrain/simclr/simclr_folder_small's model at
+224 pixels (its narrow ResNet-18, the standard stem, SGD + LARC), K batches per round: from the
+folder (views cut in the workers, photometric ops in this process) and from the same images held in
+memory (decoded once, shorter side resized to 256, centre 256 x 256; cropped and augmented batched
+in this process, as the in-memory sources are).
 """
 
 import argparse
@@ -190,6 +197,81 @@ def run_ours(files, method, workers, batch, epoch):
     return count
 
 
+# ----------------------------------------------------------------------------- training
+
+
+def training_setup(folder: str, workers: int, batch: int):
+    from vissl_lite import api
+    from vissl_lite.engine.method import build_method
+
+    cfg = api.resolve(api.compose([
+        "config=pretrain/simclr/simclr_folder_small", f"DATA.TRAIN.DATA_PATHS=[{folder}]", f"DATA.TEST.DATA_PATHS=[{folder}]",
+        "DATA.TRAIN.TRANSFORMS.CROP_SIZE=224", "DATA.TRAIN.TRANSFORMS.RESIZE_SIZE=null",
+        "DATA.TRAIN.TRANSFORMS.CROP_SCALE=[0.08,1.0]",
+        "MODEL.TRUNK.RESNETS.SMALL_IMAGE_STEM=false", f"DATA.TRAIN.BATCHSIZE_PER_REPLICA={batch}",
+        f"DATA.TRAIN.NUM_DATALOADER_WORKERS={workers}"]))
+    torch.manual_seed(0)
+    model = api.build_model(cfg)
+    method = build_method(cfg, model, steps_per_epoch=100, augment=SSLAugment(cfg.DATA.TRAIN.TRANSFORMS, 3))
+    return cfg, model, method, api.build_optim_wrapper(cfg, model, steps_per_epoch=100)
+
+
+def in_memory(paths, side=256):
+    """The images as an in-memory source holds them: float [N, 3, side, side] in [0, 1]."""
+    out = torch.empty(len(paths), 3, side, side)
+    for i, path in enumerate(paths):
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            scale = side / min(img.size)
+            w, h = max(side, round(img.width * scale)), max(side, round(img.height * scale))
+            img = img.resize((w, h), Image.BILINEAR).crop(((w - side) // 2, (h - side) // 2,
+                                                           (w - side) // 2 + side, (h - side) // 2 + side))
+        out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255)
+    return out
+
+
+def train_rounds(folder_path, files, workers, batch, steps, rounds):
+    """Training images per second (wall) from the folder and from memory, ABBA."""
+    from vissl_lite.data.build import crop_plan
+
+    cfg, model, method, wrapper = training_setup(folder_path, workers, batch)
+    t = cfg.DATA.TRAIN.TRANSFORMS
+    cutter = TrainViews(files, 3, crop_plan(method, t), t.HFLIP_P, seed=0, rank=0, interpolation=t.INTERPOLATION)
+    loader = FolderLoader(cutter, workers, False)
+    memory = in_memory([str(p) for p in files.paths])
+    labels = torch.zeros(batch, dtype=torch.int64)
+    generator = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+
+    def step(images):
+        loss, _ = method.forward(model, images, labels[: len(images)], generator)
+        wrapper.update_params(loss)
+
+    def folder(epoch):
+        requests = [[(epoch, (s * batch + i) % len(files)) for i in range(batch)] for s in range(steps)]
+        for views, _, _, _ in loader.run(requests):
+            step(views)
+
+    def memory_pass(epoch):
+        torch.set_num_threads(threads)  # the folder loader caps the main process's threads beside its workers
+        order = torch.randperm(len(memory), generator=torch.Generator().manual_seed(epoch))
+        for s in range(steps):
+            step(memory[order[(s * batch + torch.arange(batch)) % len(memory)]])
+
+    step(memory[:batch])  # first-call costs out of the measurement
+    totals = {"folder": 0.0, "memory": 0.0}
+    for r in range(rounds):
+        for name in (["folder", "memory"] if r % 2 == 0 else ["memory", "folder"]):
+            start = time.perf_counter()
+            folder(r) if name == "folder" else memory_pass(r)
+            totals[name] += time.perf_counter() - start
+    loader.close()
+    per_second = {k: rounds * steps * batch / v for k, v in totals.items()}
+    print(f"training (simclr_folder_small's model at 224 px, batch {batch}, {workers} workers): from the folder "
+          f"{per_second['folder']:.1f} images/s, from memory {per_second['memory']:.1f} images/s "
+          f"(ratio {per_second['folder'] / per_second['memory']:.2f})")
+
+
 def measure(name, fn):
     cpu, wall = cpu_seconds(), time.perf_counter()
     count = fn()
@@ -208,6 +290,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="ours, reference, reference, ours, ... (ABBA)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process (its ops are batched)")
     parser.add_argument("--make-photos", nargs=2, metavar=("N", "DIR"))
+    parser.add_argument("--train", type=int, default=0, metavar="K",
+                        help="also training images/s, folder vs memory, K batches per round")
     args = parser.parse_args(argv)
     if args.make_photos:
         make_photos(int(args.make_photos[0]), Path(args.make_photos[1]))
@@ -230,6 +314,8 @@ def main(argv=None) -> int:
         count, cpu = measure(name, fn)
         totals[name][0] += count
         totals[name][1] += cpu
+    if args.train:
+        train_rounds(args.folder, files, args.workers, args.batch, args.train, args.rounds)
     ours, ref = (totals[k][0] / totals[k][1] for k in ("ours", "reference"))
     print(f"bench_data {args.method}: {ours:.2f} images per CPU-second (reference {ref:.2f}, ratio {ours / ref:.2f})")
     return 0

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .crops import ViewSpec, draw_views, image_stream, resize_shorter_centre_crop
-from .decode import RESAMPLE, UNREADABLE, decode, open_image, oriented_size, to_channels
+from .decode import UNREADABLE, decode, open_image, oriented_size, to_channels
 from .files import ImageFiles
 
 Unreadable = Tuple[int, str, str]  # (index, path, why)
@@ -27,14 +27,14 @@ Unreadable = Tuple[int, str, str]  # (index, path, why)
 
 @dataclass
 class ViewsItem:
-    views: Optional[List[torch.Tensor]]  # uint8 [S, S, C] per view; None when no file was readable
+    views: Optional[List[torch.Tensor]]  # uint8 [C, S, S] per view; None when no file was readable
     label: int
     unreadable: List[Unreadable]
 
 
 @dataclass
 class EvalItem:
-    view: Optional[torch.Tensor]  # uint8 [S, S, C]; None for an unreadable file
+    view: Optional[torch.Tensor]  # uint8 [C, S, S]; None for an unreadable file
     label: int
     unreadable: List[Unreadable]
 
@@ -47,7 +47,7 @@ class TrainViews(Dataset):
     def __init__(self, files: ImageFiles, channels: int, views: Sequence[ViewSpec], hflip_p: float, seed: int,
                  rank: int, interpolation: str = "bilinear"):
         self.files, self.channels, self.views, self.hflip_p = files, channels, list(views), hflip_p
-        self.seed, self.rank, self.resample = seed, rank, RESAMPLE[interpolation]
+        self.seed, self.rank, self.interpolation = seed, rank, interpolation
         self.sizes = [v.size for v in self.views]
 
     def __len__(self) -> int:
@@ -62,11 +62,12 @@ class TrainViews(Dataset):
             rng = image_stream(self.seed, epoch, self.rank, index)
             try:
                 views = decode(str(self.files.paths[j]), self.channels,
-                               lambda w, h: (draw_views(w, h, self.views, self.hflip_p, rng), self.sizes), self.resample)
+                               lambda w, h: (draw_views(w, h, self.views, self.hflip_p, rng), self.sizes),
+                               self.interpolation)
             except UNREADABLE as err:
                 unreadable.append((j, str(self.files.paths[j]), _why(err)))
                 continue
-            return ViewsItem([torch.from_numpy(v) for v in views], int(self.files.labels[j]), unreadable)
+            return ViewsItem(views, int(self.files.labels[j]), unreadable)
         return ViewsItem(None, -1, unreadable[:5])
 
 
@@ -77,22 +78,22 @@ class EvalViews(Dataset):
     def __init__(self, files: ImageFiles, channels: int, crop_size: int, resize_size: int,
                  interpolation: str = "bilinear"):
         self.files, self.channels, self.crop, self.resize = files, channels, crop_size, resize_size
-        self.resample = RESAMPLE[interpolation]
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> Tuple[Optional[torch.Tensor], int]:
         item = self.read(index)
-        return (item.view.permute(2, 0, 1) if item.view is not None else None), item.label
+        return item.view, item.label
 
     def read(self, index: int) -> EvalItem:
         path, label = str(self.files.paths[index]), int(self.files.labels[index])
         try:
-            view = decode(path, self.channels, self._plan, self.resample)[0]
+            view = decode(path, self.channels, self._plan, self.interpolation)[0]
         except UNREADABLE as err:
             return EvalItem(None, label, [(index, path, _why(err))])
-        return EvalItem(torch.from_numpy(view), label, [])
+        return EvalItem(view, label, [])
 
     def _plan(self, width: int, height: int):
         return [resize_shorter_centre_crop(width, height, self.resize, self.crop)], [self.crop]
