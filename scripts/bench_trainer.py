@@ -23,6 +23,9 @@ forward), for the digits ViT (dino_digits) and ViT-S/16 (dino_vits16_in1k) at fl
         above what the model and batch hold; on CPU it is the bytes of the distinct tensors the
         autograd graph keeps for the backward (parameters excluded), plus, checkpointed, each
         unit's input, which torch.utils.checkpoint keeps instead.
+    python scripts/bench_trainer.py --memory-format [--device cuda]
+        the engine's channels_last (on every device): step images/s channels_last / contiguous,
+        ABAB, for the same models and the narrow ResNet-18 of simclr_folder_small (10 px views).
 """
 
 import argparse
@@ -82,6 +85,8 @@ STEP_MODELS = [
     ("vit_s16", ["config=pretrain/dino/dino_vits16_in1k", NO_DROP_PATH], 8, 64),
 ]
 RESNET50 = ("resnet50", ["config=pretrain/simclr/simclr_resnet50_in1k", "MODEL.TRUNK.RESNETS.NORM=BatchNorm"], 8, 64)
+FOLDER_SMALL = ("folder_small_resnet18", ["config=pretrain/simclr/simclr_folder_small", "DATA.TRAIN.DATA_PATHS=[]",
+                                          "DATA.TEST.DATA_PATHS=[]"], 410, 410)
 
 
 def step_setup(overrides, batch, device):
@@ -199,6 +204,28 @@ def activation_memory_bench(device, steps: int) -> dict:
     return report
 
 
+def memory_format_bench(device, steps: int, repeats: int) -> dict:
+    import copy
+
+    report = {}
+    for name, overrides, cpu_batch, cuda_batch in [*STEP_MODELS, RESNET50, FOLDER_SMALL]:
+        plain, x = step_setup(overrides, cuda_batch if device.type == "cuda" else cpu_batch, device)
+        last = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+        inputs = {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last)}
+        speed = {"contiguous": [], "channels_last": []}
+        optimizers = {k: torch.optim.SGD(m.parameters(), lr=1e-4) for k, m in (("contiguous", plain), ("channels_last", last))}
+        models = {"contiguous": plain, "channels_last": last}
+        for label in models:  # warm-up: oneDNN picks its kernels on the first call
+            train_step(models[label], optimizers[label], inputs[label])
+        for _ in range(repeats):
+            for label in models:
+                speed[label].append(timed_steps(models[label], optimizers[label], inputs[label], steps))
+        report[name] = {"batch": len(x), "contiguous_images_per_s": round(max(speed["contiguous"]), 1),
+                        "channels_last_images_per_s": round(max(speed["channels_last"]), 1),
+                        "channels_last_over_contiguous": round(max(speed["channels_last"]) / max(speed["contiguous"]), 3)}
+    return report
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
@@ -207,19 +234,22 @@ def main():
     parser.add_argument("--backend", default="inductor", help="with --compile: torch.compile's backend")
     parser.add_argument("--activation-memory", action="store_true",
                         help="activation memory, checkpointed / plain (MODEL.ACTIVATION_CHECKPOINTING)")
+    parser.add_argument("--memory-format", action="store_true", help="step throughput, channels_last / contiguous")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per sample (--compile, --activation-memory)")
     parser.add_argument("--device", default=None,
                         help="cpu | cuda (--compile, --activation-memory); default: cuda if present")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if args.compile or args.activation_memory:
+    if args.compile or args.activation_memory or args.memory_format:
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         report = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()}
         if args.compile:
             report.update(backend=args.backend, compile=compile_bench(device, args.backend, args.steps, args.repeats))
         if args.activation_memory:
             report["activation_checkpointing"] = activation_memory_bench(device, args.steps)
+        if args.memory_format:
+            report["memory_format"] = memory_format_bench(device, args.steps, args.repeats)
         print(json.dumps(report, indent=2))
         return
     # A constant LR: the hand-written loop has no schedule, and different LR trajectories train

@@ -71,7 +71,9 @@ class Photometric:
         step = max(1, CHUNK_BYTES // max(1, x[0].numel() * out.element_size()))
         for start in range(0, len(x), step):
             chunk = _unit(x[start: start + step])  # a uint8 chunk becomes float here, in cache
-            out[start: start + step] = self.apply(chunk, draw.rows(start, start + step), mean, std, skip=True)
+            done = self.apply(chunk, draw.rows(start, start + step), mean, std, skip=True)
+            if done is not chunk or chunk.data_ptr() != out[start].data_ptr():  # else changed in place already
+                out[start: start + step] = done
         return out
 
     # ----------------------------------------------------------------------- parameters

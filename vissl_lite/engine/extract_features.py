@@ -70,9 +70,7 @@ def _extract(cfg, run_dir: Path, device, env) -> dict:
     seed_everything(cfg.SEED_VALUE)
     if not env.is_main:
         logging.getLogger().setLevel(logging.WARNING)
-    trunk = load_trunk(cfg, run_dir).to(device).eval()
-    if device.type == "cuda":
-        trunk = trunk.to(memory_format=torch.channels_last)
+    trunk = load_trunk(cfg, run_dir).to(device).eval().to(memory_format=torch.channels_last)
     forward = trunk_forward(trunk, options.PATCH_TOKENS)
     partial = run_dir / f".{FOLDER}.partial"
     if env.is_main:

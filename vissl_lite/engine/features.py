@@ -62,10 +62,9 @@ def trunk_forward(trunk: torch.nn.Module, patch_tokens: bool = False) -> Forward
 
 
 def evaluation_view(transforms_cfg, mean, std) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Images in [0, 1] -> the evaluation view (center crop, normalised), channels_last on CUDA."""
+    """Images in [0, 1] -> the evaluation view (center crop, normalised), channels_last as the model."""
     def view(images):
-        x = center_view(images, transforms_cfg.CROP_SIZE, mean, std)
-        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+        return center_view(images, transforms_cfg.CROP_SIZE, mean, std).contiguous(memory_format=torch.channels_last)
 
     return view
 

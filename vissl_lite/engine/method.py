@@ -93,9 +93,7 @@ class TwoViewMethod(Method):
         return torch.cat([self.augment(images, generator) for _ in range(self.num_views)])
 
     def forward(self, model, images, labels, generator):
-        inputs = self.views(images, generator)
-        if inputs.is_cuda:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        inputs = self.views(images, generator).contiguous(memory_format=torch.channels_last)  # as the model
         outputs, features = model(inputs, return_features=True)
         return self.loss_fn(outputs, labels), features[: len(images)]
 

@@ -116,8 +116,10 @@ class Trainer:
         if cfg.MODEL.ACTIVATION_CHECKPOINTING:  # before any sharding wraps the units
             enable_activation_checkpointing(model.trunk)
         model = convert_sync_bn(model, cfg.MODEL, device, self.env).to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        # channels_last on every device: cuDNN's and oneDNN's convolutions are faster in it (training
+        # steps on a 2-core CPU: ResNet-50 1.18x, simclr_folder_small's ResNet-18 1.48x, ViTs 1.0x;
+        # scripts/bench_trainer.py --memory-format)
+        model = model.to(memory_format=torch.channels_last)
         # Sharded (fsdp) before the optimizer is built: it steps the sharded parameters.
         self.strategy = build_strategy(cfg, self.env, device)
         self.model = model = self.strategy.shard(model)
