@@ -285,7 +285,8 @@ def main(argv=None) -> int:
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--method", choices=sorted(METHODS), default="dino")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--images", type=int, default=128, help="images per measurement (the folder's first N)")
+    parser.add_argument("--images", type=int, default=256,
+                        help="images per measurement (the folder's first N; each run also pays ~0.1 CPU-s to start its workers)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="ours, reference, reference, ours, ... (ABBA)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the main process (its ops are batched)")
