@@ -1,8 +1,8 @@
 """A micro-batch of views cut in the DataLoader workers, on its way to the method.
 
 The views stay uint8 [B, C, S, S] (a quarter of float32's bytes) until they are on the training
-device; `next_view()` then hands them to the batched photometric augmentation one at a time, in
-the order they were cut, as float [B, C, S, S] in [0, 1].
+device; `next_raw()` then hands them to the batched photometric augmentation one at a time, in
+the order they were cut (`next_view()`: as float [B, C, S, S] in [0, 1]).
 """
 
 from dataclasses import dataclass
