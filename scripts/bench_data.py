@@ -49,7 +49,7 @@ from vissl_lite.config.schema import TransformsConfig  # noqa: E402
 from vissl_lite.data.augment import SSLAugment  # noqa: E402
 from vissl_lite.data.crops import ViewSpec  # noqa: E402
 from vissl_lite.data.files import image_folder  # noqa: E402
-from vissl_lite.data.folder import TrainViews  # noqa: E402
+from vissl_lite.data.folder import EvalViews, TrainViews  # noqa: E402
 from vissl_lite.data.loader import FolderLoader  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -216,18 +216,11 @@ def training_setup(folder: str, workers: int, batch: int):
     return cfg, model, method, api.build_optim_wrapper(cfg, model, steps_per_epoch=100)
 
 
-def in_memory(paths, side=256):
-    """The images as an in-memory source holds them: float [N, 3, side, side] in [0, 1]."""
-    out = torch.empty(len(paths), 3, side, side)
-    for i, path in enumerate(paths):
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            scale = side / min(img.size)
-            w, h = max(side, round(img.width * scale)), max(side, round(img.height * scale))
-            img = img.resize((w, h), Image.BILINEAR).crop(((w - side) // 2, (h - side) // 2,
-                                                           (w - side) // 2 + side, (h - side) // 2 + side))
-        out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div_(255)
-    return out
+def in_memory(files, side=256):
+    """The images as an in-memory source holds them: float [N, 3, side, side] in [0, 1] (the
+    evaluation view: shorter side resized to `side`, centre square)."""
+    views = EvalViews(files, 3, side, side)
+    return torch.stack([views[i][0] for i in range(len(views))]).float().div_(255)
 
 
 def train_rounds(folder_path, files, workers, batch, steps, rounds):
@@ -238,7 +231,7 @@ def train_rounds(folder_path, files, workers, batch, steps, rounds):
     t = cfg.DATA.TRAIN.TRANSFORMS
     cutter = TrainViews(files, 3, crop_plan(method, t), t.HFLIP_P, seed=0, rank=0, interpolation=t.INTERPOLATION)
     loader = FolderLoader(cutter, workers, False)
-    memory = in_memory([str(p) for p in files.paths])
+    memory = in_memory(files)
     labels = torch.zeros(batch, dtype=torch.int64)
     generator = torch.Generator().manual_seed(0)
     threads = torch.get_num_threads()

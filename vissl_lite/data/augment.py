@@ -27,19 +27,16 @@ class SSLAugment:
     def __init__(self, transforms_cfg, channels: int):
         t = transforms_cfg
         self.size, self.scale = t.CROP_SIZE, tuple(t.CROP_SCALE)
-        self.hflip_p, self.strength = t.HFLIP_P, t.COLOR_DISTORTION_STRENGTH
-        self.jitter_p, self.gray_p = t.COLOR_JITTER_P, t.GRAYSCALE_P
-        self.blur_p, self.blur_sigma, self.solarize_p = t.BLUR_P, tuple(t.BLUR_SIGMA), t.SOLARIZE_P
+        self.hflip_p, self.blur_p, self.solarize_p = t.HFLIP_P, t.BLUR_P, t.SOLARIZE_P
         self.local_crops, self.local_size, self.local_scale = (t.LOCAL_CROPS_NUMBER, t.LOCAL_CROP_SIZE,
                                                                tuple(t.LOCAL_CROP_SCALE))
         self.crop_blur_p, self.crop_solarize_p = list(t.CROP_BLUR_P), list(t.CROP_SOLARIZE_P)
-        self.channels = channels
         self.mean = per_channel(t.MEAN, channels, "DATA.TRAIN.TRANSFORMS.MEAN")
         self.std = per_channel(t.STD, channels, "DATA.TRAIN.TRANSFORMS.STD")
         # sigma is given for 224-pixel crops (SimCLR's 10% kernel); scale it with CROP_SIZE. Local
         # crops keep the global crops' sigma in pixels, as DINO's PIL blur does.
-        sigma = tuple(v * self.size / 224 for v in self.blur_sigma)
-        self.ops = Photometric(channels, self.strength, self.jitter_p, self.gray_p, sigma)
+        sigma = tuple(v * self.size / 224 for v in t.BLUR_SIGMA)
+        self.ops = Photometric(channels, t.COLOR_DISTORTION_STRENGTH, t.COLOR_JITTER_P, t.GRAYSCALE_P, sigma)
 
     def __call__(self, images, generator: torch.Generator = None) -> torch.Tensor:
         """One view of every image: `images` float [B, C, H, W] in [0, 1] (cropped here), or a

@@ -65,6 +65,9 @@ class Photometric:
         """x [B, C, S, S], float in [0, 1] (changed in place) or uint8 (read as x / 255) -> float
         views augmented and, given mean and std, normalised."""
         draw = self.draw(x, generator, blur_p, solarize_p)
+        if mean is not None:  # on the views' device and dtype once, not per chunk
+            dtype = x.dtype if x.is_floating_point() else torch.float32
+            mean, std = mean.to(x.device, dtype), std.to(x.device, dtype)
         if x.is_cuda:
             return self.apply(_unit(x), draw, mean, std, skip=False)
         out = x if x.is_floating_point() else torch.empty(x.shape, device=x.device)
@@ -124,7 +127,7 @@ class Photometric:
         if takes(draw.solarize):  # min(x, 1 - x) is 1 - x exactly where x >= 0.5 (1 - x is exact there), else x
             x = where(draw.solarize, torch.minimum(x, 1 - x), x, skip)
         if mean is not None:
-            x = x.sub_(mean.to(x.device, x.dtype)).div_(std.to(x.device, x.dtype))
+            x = x.sub_(mean).div_(std)
         return x
 
 
