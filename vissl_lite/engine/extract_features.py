@@ -115,7 +115,7 @@ def _extract_split(forward, split, name: str, folder: Path, cfg, device, env) ->
 
     unreadable = extract_in_order(forward, split, eval_view(cfg), cfg.DATA.TEST.BATCHSIZE_PER_REPLICA, env, device,
                                   write, progress=cfg.HOOKS.PROGRESS_BAR, desc=f"{name} features")
-    if unreadable:
+    if unreadable and env.is_main:  # counted on the gathered rows: the same on every rank
         log.warning("%s: %d unreadable images entered the features as black images", name, unreadable)
     shape = []
     if env.is_main:

@@ -172,7 +172,7 @@ def gather_features(forward: Forward, split, view, batch_size: int, env, device,
         store["labels"][start: start + len(rows)] = labels
 
     skipped = extract_in_order(forward, split, view, batch_size, env, device, keep, progress)
-    if skipped:
+    if skipped and env.is_main:  # the count is of the gathered rows: every rank has the same
         log.warning("%d unreadable images entered the features as black images", skipped)
     return store["features"], store["labels"]
 

@@ -273,7 +273,7 @@ class Trainer:
         cfg, hooks = self.cfg, self.cfg.HOOKS
         if self.train_split.files is not None:  # image files: unreadable ones met this epoch, all ranks
             unreadable = int(distributed.sum_over_ranks(self.env, self.train_split.end_epoch()))
-            if unreadable:
+            if unreadable and self.env.is_main:  # a sum over ranks: said once
                 log.warning("epoch %d: %d unreadable images skipped (the next readable file took each one's place)",
                             epoch + 1, unreadable)
             if self.metrics is not None:
